@@ -1,0 +1,6 @@
+import sys
+
+from mgte_hf.cli import main
+
+
+sys.exit(main())

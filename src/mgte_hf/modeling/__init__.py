@@ -1,0 +1,70 @@
+"""The mGTE model classes. Everything in this folder ships as self-contained Hub remote code."""
+
+from .attention_mgte import ATTENTION_BACKENDS, PackedSeqs, backend_available, select_backend
+from .configuration_mgte import AUTO_MAP, MgteConfig, convert_config_dict
+from .modeling_mgte import (
+    MgteEmbeddingOutput,
+    MgteForEmbedding,
+    MgteForMaskedLM,
+    MgteForSequenceClassification,
+    MgteForTokenClassification,
+    MgteModel,
+    MgtePackedOutput,
+    MgtePreTrainedModel,
+    apply_rope,
+    copy_modeling_files,
+    dense_embedding,
+    rope_cos_sin,
+    rope_inv_freq,
+    sparse_token_weights,
+    token_weights_to_dicts,
+)
+
+
+def register_auto_classes() -> None:
+    """Make the Auto classes resolve model_type "mgte" to these classes without trust_remote_code."""
+    from transformers import (
+        AutoConfig,
+        AutoModel,
+        AutoModelForMaskedLM,
+        AutoModelForSequenceClassification,
+        AutoModelForTextEncoding,
+        AutoModelForTokenClassification,
+    )
+
+    AutoConfig.register("mgte", MgteConfig, exist_ok=True)
+    for auto_cls, model_cls in (
+        (AutoModel, MgteModel),
+        (AutoModelForMaskedLM, MgteForMaskedLM),
+        (AutoModelForSequenceClassification, MgteForSequenceClassification),
+        (AutoModelForTokenClassification, MgteForTokenClassification),
+        (AutoModelForTextEncoding, MgteForEmbedding),
+    ):
+        auto_cls.register(MgteConfig, model_cls, exist_ok=True)
+
+
+__all__ = [
+    "ATTENTION_BACKENDS",
+    "AUTO_MAP",
+    "MgteConfig",
+    "MgteEmbeddingOutput",
+    "MgteForEmbedding",
+    "MgteForMaskedLM",
+    "MgteForSequenceClassification",
+    "MgteForTokenClassification",
+    "MgteModel",
+    "MgtePackedOutput",
+    "MgtePreTrainedModel",
+    "PackedSeqs",
+    "apply_rope",
+    "backend_available",
+    "convert_config_dict",
+    "copy_modeling_files",
+    "dense_embedding",
+    "register_auto_classes",
+    "rope_cos_sin",
+    "rope_inv_freq",
+    "select_backend",
+    "sparse_token_weights",
+    "token_weights_to_dicts",
+]

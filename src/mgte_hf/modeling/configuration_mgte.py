@@ -1,0 +1,307 @@
+# Copyright 2026 The mgte-hf authors. Licensed under the Apache License, Version 2.0.
+"""Configuration of the mGTE encoder family (gte-multilingual-base, gte-*-en-v1.5 and their heads).
+
+This file ships as Hub remote code: it imports only the Python standard library and transformers' public API.
+"""
+
+import math
+
+from transformers import PretrainedConfig
+from transformers.utils import logging
+
+
+logger = logging.get_logger(__name__)
+
+ATTN_BACKENDS = ("auto", "packed", "sdpa", "eager", "xformers", "flash_attn", "varlen")
+
+# Defaults of the released `NewConfig` (model_type "new"): a released config.json that omits a key means these.
+NEW_CONFIG_DEFAULTS = {
+    "vocab_size": 30528,
+    "hidden_size": 768,
+    "num_hidden_layers": 12,
+    "num_attention_heads": 12,
+    "intermediate_size": 3072,
+    "hidden_act": "gelu",
+    "hidden_dropout_prob": 0.1,
+    "attention_probs_dropout_prob": 0.0,
+    "max_position_embeddings": 2048,
+    "type_vocab_size": 1,
+    "initializer_range": 0.02,
+    "layer_norm_type": "layer_norm",
+    "layer_norm_eps": 1e-12,
+    "position_embedding_type": "rope",
+    "rope_theta": 10000.0,
+    "rope_scaling": None,
+    "classifier_dropout": None,
+    "pack_qkv": True,
+    "pad_token_id": None,
+}
+
+# Auto classes a saved folder maps to its own copy of this code (remote code with trust_remote_code=True).
+AUTO_MAP = {
+    "AutoConfig": "configuration_mgte.MgteConfig",
+    "AutoModel": "modeling_mgte.MgteModel",
+    "AutoModelForMaskedLM": "modeling_mgte.MgteForMaskedLM",
+    "AutoModelForSequenceClassification": "modeling_mgte.MgteForSequenceClassification",
+    "AutoModelForTokenClassification": "modeling_mgte.MgteForTokenClassification",
+    "AutoModelForTextEncoding": "modeling_mgte.MgteForEmbedding",
+}
+
+# Keys of a released "new" config that describe the runtime of the released code, not the model.
+_NEW_RUNTIME_KEYS = ("unpad_inputs", "use_memory_efficient_attention", "auto_map", "architectures")
+
+
+class MgteConfig(PretrainedConfig):
+    r"""
+    Configuration of an mGTE encoder and its heads. The defaults describe gte-multilingual-base.
+
+    Args:
+        vocab_size (`int`, *optional*, defaults to 250048): size of the token vocabulary.
+        hidden_size (`int`, *optional*, defaults to 768): width of the encoder.
+        num_hidden_layers (`int`, *optional*, defaults to 12): number of post-LN encoder layers.
+        num_attention_heads (`int`, *optional*, defaults to 12): attention heads; must divide `hidden_size`.
+        intermediate_size (`int`, *optional*, defaults to 3072): width of each half of the gated feed-forward.
+        hidden_act (`str`, *optional*, defaults to `"gelu"`): activation of the GLU gate and of the MLM head.
+        hidden_dropout_prob (`float`, *optional*, defaults to 0.1): embedding, residual and GLU dropout.
+        attention_probs_dropout_prob (`float`, *optional*, defaults to 0.0): dropout on attention weights.
+        max_position_embeddings (`int`, *optional*, defaults to 8192): trained context length (RoPE works past it;
+            the absolute position table does not).
+        type_vocab_size (`int`, *optional*, defaults to 1): token types; 0 means no token-type embedding at all.
+        initializer_range (`float`, *optional*, defaults to 0.02): std of the normal weight initialisation.
+        layer_norm_type (`str`, *optional*, defaults to `"layer_norm"`): `"layer_norm"` or `"rms_norm"`, for the
+            per-layer norms only (the embedding and MLM-head norms are always LayerNorm, as released).
+        layer_norm_eps (`float`, *optional*, defaults to 1e-12): epsilon of every norm.
+        position_embedding_type (`str`, *optional*, defaults to `"rope"`): `"rope"` or `"absolute"`.
+        rope_theta (`float`, *optional*, defaults to 20000.0): RoPE base.
+        rope_scaling (`dict`, *optional*, defaults to `{"type": "ntk", "factor": 8.0}`): the released static NTK
+            scaling, `{"type": "ntk", "factor": f}` with an optional `"mixed_b": b`; `None` for plain RoPE.
+        classifier_dropout (`float`, *optional*): dropout before classifiers; falls back to `hidden_dropout_prob`.
+        pack_qkv (`bool`, *optional*, defaults to `True`): one `qkv_proj` instead of separate `q/k/v_proj`.
+        pad_token_id (`int`, *optional*, defaults to 1): padding id (XLM-R layout).
+        matryoshka_dimensions (`list[int]`, *optional*): sizes the dense vector may be truncated to; `None` allows
+            only the full `hidden_size`.
+        sparse_ignore_token_ids (`list[int]`, *optional*): token ids that never receive a sparse weight
+            (cls, eos, pad, unk); `None` leaves the choice to the caller (the tokenizer knows them).
+        attn_backend (`str`, *optional*, defaults to `"auto"`): one of `auto`, `packed`, `sdpa`, `eager`, `xformers`,
+            `flash_attn`, `varlen`. `auto` picks the fastest exact backend for the device and installed packages.
+        sparse_prediction (`bool`, *optional*, defaults to `True`): the MLM head computes logits only at labelled
+            positions when labels are given.
+        unpad_inputs, use_memory_efficient_attention, logn_attention_scale, logn_attention_clip1: keys of the released
+            config, kept so that no key is lost. Unpadding is always on where it is exact; memory-efficient attention
+            means `attn_backend="xformers"`; the logn flags are ignored, as by the released code.
+    """
+
+    model_type = "mgte"
+    # transformers 5 turns `rope_scaling` into an alias of `rope_parameters` that rewrites the dict; the released
+    # meaning is a static NTK dict, so the attribute is a plain one here.
+    rope_scaling = None
+
+    def __init__(
+        self,
+        vocab_size: int = 250048,
+        hidden_size: int = 768,
+        num_hidden_layers: int = 12,
+        num_attention_heads: int = 12,
+        intermediate_size: int = 3072,
+        hidden_act: str = "gelu",
+        hidden_dropout_prob: float = 0.1,
+        attention_probs_dropout_prob: float = 0.0,
+        max_position_embeddings: int = 8192,
+        type_vocab_size: int = 1,
+        initializer_range: float = 0.02,
+        layer_norm_type: str = "layer_norm",
+        layer_norm_eps: float = 1e-12,
+        position_embedding_type: str = "rope",
+        rope_theta: float = 20000.0,
+        rope_scaling: dict | None = "default",
+        classifier_dropout: float | None = None,
+        pack_qkv: bool = True,
+        pad_token_id: int | None = 1,
+        matryoshka_dimensions: list[int] | None = None,
+        sparse_ignore_token_ids: list[int] | None = None,
+        attn_backend: str = "auto",
+        sparse_prediction: bool = True,
+        unpad_inputs: bool = True,
+        use_memory_efficient_attention: bool = False,
+        logn_attention_scale: bool = False,
+        logn_attention_clip1: bool = False,
+        tie_word_embeddings: bool = True,
+        **kwargs,
+    ):
+        if rope_scaling == "default":
+            rope_scaling = {"type": "ntk", "factor": 8.0}
+        self.vocab_size = vocab_size
+        self.hidden_size = hidden_size
+        self.num_hidden_layers = num_hidden_layers
+        self.num_attention_heads = num_attention_heads
+        self.intermediate_size = intermediate_size
+        self.hidden_act = hidden_act
+        self.hidden_dropout_prob = hidden_dropout_prob
+        self.attention_probs_dropout_prob = attention_probs_dropout_prob
+        self.max_position_embeddings = max_position_embeddings
+        self.type_vocab_size = type_vocab_size
+        self.initializer_range = initializer_range
+        self.layer_norm_type = layer_norm_type
+        self.layer_norm_eps = layer_norm_eps
+        self.position_embedding_type = position_embedding_type
+        self.rope_theta = float(rope_theta)
+        self.rope_scaling = dict(rope_scaling) if rope_scaling is not None else None  # a copy: never the caller's
+        self.classifier_dropout = classifier_dropout
+        self.pack_qkv = pack_qkv
+        self.pad_token_id = pad_token_id
+        self.matryoshka_dimensions = sorted(int(d) for d in matryoshka_dimensions) if matryoshka_dimensions else None
+        self.sparse_ignore_token_ids = list(sparse_ignore_token_ids) if sparse_ignore_token_ids is not None else None
+        self.attn_backend = attn_backend
+        self.sparse_prediction = sparse_prediction
+        self.unpad_inputs = unpad_inputs
+        self.use_memory_efficient_attention = use_memory_efficient_attention
+        self.logn_attention_scale = logn_attention_scale
+        self.logn_attention_clip1 = logn_attention_clip1
+        self.tie_word_embeddings = tie_word_embeddings
+        super().__init__(**kwargs)
+        self._validate()
+        if logn_attention_scale:
+            logger.warning("logn_attention_scale is ignored, as by the released mGTE code.")
+
+    # ------------------------------------------------------------------------------------------------ validation
+    def _validate(self) -> None:
+        def fail(msg: str) -> None:
+            raise ValueError(f"MgteConfig: {msg}")
+
+        for name in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+                     "max_position_embeddings"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                fail(f"{name} must be a positive integer, got {value!r}.")
+        if self.hidden_size % self.num_attention_heads:
+            fail(f"hidden_size ({self.hidden_size}) must be divisible by num_attention_heads "
+                 f"({self.num_attention_heads}).")
+        if (self.hidden_size // self.num_attention_heads) % 2:
+            fail("the head dimension (hidden_size / num_attention_heads) must be even for rotary embeddings.")
+        if not isinstance(self.type_vocab_size, int) or self.type_vocab_size < 0:
+            fail(f"type_vocab_size must be an integer >= 0, got {self.type_vocab_size!r}.")
+        if self.layer_norm_type not in ("layer_norm", "rms_norm"):
+            fail(f"layer_norm_type must be 'layer_norm' or 'rms_norm', got {self.layer_norm_type!r}.")
+        if self.position_embedding_type not in ("rope", "absolute"):
+            fail(f"position_embedding_type must be 'rope' or 'absolute', got {self.position_embedding_type!r}.")
+        if not self.rope_theta > 0:
+            fail(f"rope_theta must be > 0, got {self.rope_theta!r}.")
+        for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                fail(f"{name} must be in [0, 1), got {getattr(self, name)!r}.")
+        if self.pad_token_id is not None and not 0 <= self.pad_token_id < self.vocab_size:
+            fail(f"pad_token_id ({self.pad_token_id}) must be inside the vocabulary (0..{self.vocab_size - 1}).")
+        self._validate_rope_scaling()
+        if self.matryoshka_dimensions is not None:
+            dims = self.matryoshka_dimensions
+            if len(set(dims)) != len(dims) or dims[0] < 1 or dims[-1] > self.hidden_size:
+                fail(f"matryoshka_dimensions must be distinct sizes in 1..hidden_size ({self.hidden_size}), "
+                     f"got {dims}.")
+        if self.attn_backend not in ATTN_BACKENDS:
+            fail(f"attn_backend must be one of {ATTN_BACKENDS}, got {self.attn_backend!r}.")
+
+    def _validate_rope_scaling(self) -> None:
+        scaling = self.rope_scaling
+        if scaling is None:
+            return
+        if not isinstance(scaling, dict):
+            raise ValueError(f"MgteConfig: rope_scaling must be a dict or None, got {scaling!r}.")
+        kind = scaling.get("type", scaling.get("rope_type"))
+        if kind != "ntk":
+            raise ValueError(
+                f"MgteConfig: unknown rope_scaling type {kind!r}; mGTE supports only "
+                '{"type": "ntk", "factor": f} (optionally with "mixed_b"), or None.'
+            )
+        factor = scaling.get("factor")
+        if not isinstance(factor, (int, float)) or isinstance(factor, bool) or not math.isfinite(factor) or factor <= 0:
+            raise ValueError(f"MgteConfig: rope_scaling factor must be a positive number, got {factor!r}.")
+        mixed_b = scaling.get("mixed_b")
+        if mixed_b is not None and (not isinstance(mixed_b, (int, float)) or not mixed_b > 0):
+            raise ValueError(f"MgteConfig: rope_scaling mixed_b must be a positive number, got {mixed_b!r}.")
+        unknown = set(scaling) - {"type", "rope_type", "factor", "mixed_b"}
+        if unknown:
+            raise ValueError(f"MgteConfig: unknown rope_scaling keys {sorted(unknown)}.")
+
+    # ------------------------------------------------------------------------------------------------ derived
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_attention_heads
+
+    def dimension_allowed(self, dimension: int) -> bool:
+        """Whether the dense vector may be truncated to `dimension`.
+
+        With `matryoshka_dimensions` set: one of those or the hidden size. Unset (as in the released configs, whose
+        cards allow any elastic size): any size from 1 to the hidden size.
+        """
+        if isinstance(dimension, bool) or not isinstance(dimension, int):
+            return False
+        if self.matryoshka_dimensions is None:
+            return 1 <= dimension <= self.hidden_size
+        return dimension in self.matryoshka_dimensions or dimension == self.hidden_size
+
+    def describe_dimensions(self) -> str:
+        if self.matryoshka_dimensions is None:
+            return f"any integer from 1 to hidden_size ({self.hidden_size})"
+        return f"one of {sorted(set(self.matryoshka_dimensions) | {self.hidden_size})}"
+
+    # ------------------------------------------------------------------------------------------------ reading
+    @classmethod
+    def get_config_dict(cls, pretrained_model_name_or_path, **kwargs):
+        config_dict, kwargs = super().get_config_dict(pretrained_model_name_or_path, **kwargs)
+        return convert_config_dict(config_dict), kwargs
+
+    @classmethod
+    def from_dict(cls, config_dict: dict, **kwargs):
+        """Read our configs and also the released `"new"` and transformers-native `"gte"` layouts."""
+        config_dict = convert_config_dict(config_dict)
+        return super().from_dict(config_dict, **kwargs)
+
+    def to_dict(self) -> dict:
+        output = super().to_dict()
+        output["rope_scaling"] = dict(self.rope_scaling) if self.rope_scaling is not None else None
+        output.pop("rope_parameters", None)
+        output["auto_map"] = dict(AUTO_MAP)
+        return output
+
+
+def convert_config_dict(config_dict: dict) -> dict:
+    """Translate a config dict of model_type "new" or "gte" into MgteConfig keys (ours pass through unchanged)."""
+    model_type = config_dict.get("model_type", "mgte")
+    out = dict(config_dict)
+    if model_type == "new":
+        out = {**NEW_CONFIG_DEFAULTS, **out}
+        if out.pop("use_memory_efficient_attention", False):
+            out["attn_backend"] = "xformers"
+        for key in _NEW_RUNTIME_KEYS:
+            out.pop(key, None)
+        out["tie_word_embeddings"] = True  # the released MLM head ties its decoder (transformers 4 default)
+    elif model_type == "gte":
+        out.pop("architectures", None)
+        out.pop("auto_map", None)
+        out.update(_rope_from_gte(out.pop("rope_parameters", None), out))
+        out.setdefault("pack_qkv", True)
+    elif model_type != "mgte":
+        raise ValueError(f"MgteConfig cannot read a config of model_type {model_type!r} (expected mgte, new or gte).")
+    out["model_type"] = "mgte"
+    return out
+
+
+def _rope_from_gte(rope_parameters: dict | None, config: dict) -> dict:
+    """transformers-native RoPE parameters → (rope_theta, rope_scaling) as released.
+
+    The released static NTK with factor f equals `linear` scaling by f^(2/d) at rope_theta = base·f (d = head dim),
+    so a `linear` entry maps back to NTK with f = s^(d/2) and base = theta / f.
+    """
+    params = dict(rope_parameters or {})
+    theta = float(params.get("rope_theta", config.get("rope_theta", 160000.0)))
+    kind = params.get("rope_type", params.get("type", "default"))
+    if kind == "default":
+        return {"rope_theta": theta, "rope_scaling": None}
+    if kind == "linear":
+        head_dim = config.get("hidden_size", 768) // config.get("num_attention_heads", 12)
+        factor = float(params["factor"]) ** (head_dim / 2)
+        return {"rope_theta": theta / factor, "rope_scaling": {"type": "ntk", "factor": round(factor, 6)}}
+    raise ValueError(f"MgteConfig: rope type {kind!r} of a 'gte' config has no mGTE equivalent (default or linear).")
+
+
+__all__ = ["AUTO_MAP", "MgteConfig", "convert_config_dict"]

@@ -1,0 +1,60 @@
+"""Tiny models, tokenizers and inputs shared by the tests (importable as `tiny`; tests/ is on pytest's pythonpath)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from mgte_hf import MgteConfig
+
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = Path(__file__).resolve().parent / "data"
+SHARED = REPO.parent / "shared"
+FIXTURE = SHARED / "reference" / "fixtures" / "tiny-seed0"
+SENTENCES = (DATA / "sentences.txt").read_text(encoding="utf-8").splitlines()
+
+
+def make_config(**overrides) -> MgteConfig:
+    """A 2-layer, 32-wide mGTE with NTK RoPE, XLM-R ids (pad 1) and a short trained context (16 positions)."""
+    base = dict(
+        vocab_size=320, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=48,
+        max_position_embeddings=16, rope_theta=10000.0, rope_scaling={"type": "ntk", "factor": 2.0},
+        pad_token_id=1, hidden_dropout_prob=0.0, classifier_dropout=0.0, matryoshka_dimensions=[8, 16],
+    )
+    base.update(overrides)
+    return MgteConfig(**base)
+
+
+def make_model(cls, seed: int = 0, **overrides):
+    """A randomly initialised model of class `cls` in eval mode, with non-trivial LayerNorm parameters."""
+    torch.manual_seed(seed)
+    model = cls(make_config(**overrides)).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith(("LayerNorm.weight", "_ln.weight", "norm.weight")):
+                p.add_(0.1 * torch.randn_like(p))
+            elif name.endswith("bias"):
+                p.add_(0.02 * torch.randn_like(p))
+    return model
+
+
+def random_batch(lengths: list[int], vocab_size: int = 320, pad_id: int = 1, left: bool = False, seed: int = 0):
+    """`(input_ids, attention_mask)` for sequences of the given lengths, padded right (or left)."""
+    g = torch.Generator().manual_seed(seed)
+    width = max(lengths)
+    ids = torch.full((len(lengths), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(lengths), width), dtype=torch.long)
+    for row, n in enumerate(lengths):
+        tokens = torch.randint(5, vocab_size, (n,), generator=g)
+        tokens[0] = 0  # <s>
+        cols = slice(width - n, width) if left else slice(0, n)
+        ids[row, cols] = tokens
+        mask[row, cols] = 1
+    return ids, mask
+
+
+def valid_rows(padded: torch.Tensor, mask: torch.Tensor) -> list[torch.Tensor]:
+    """Per row, the values at valid positions, in order."""
+    return [padded[i][mask[i].bool()] for i in range(padded.shape[0])]
