@@ -386,7 +386,7 @@ class MgteModel(MgtePreTrainedModel):
         token_type_ids: torch.Tensor | None = None,
         position_ids: torch.Tensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
-        seqlens: list[int] | None = None,
+        seqlens: list[int] | torch.Tensor | None = None,
         output_hidden_states: bool = False,
         output_attentions: bool = False,
     ) -> MgtePackedOutput:
@@ -396,6 +396,7 @@ class MgteModel(MgtePreTrainedModel):
         (or `(1, T)`) holding the sequences one after another.
         """
         if seqlens is not None:
+            seqlens = seqlens.tolist() if isinstance(seqlens, torch.Tensor) else list(seqlens)
             input_ids, inputs_embeds, token_type_ids, position_ids = (
                 None if t is None else t.reshape(1, -1, *t.shape[(2 if t.dim() > 2 else t.dim()):])
                 for t in (input_ids, inputs_embeds, token_type_ids, position_ids))
