@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from safetensors import SafetensorError
 from torch import nn
 from transformers import PreTrainedModel
 from transformers.activations import ACT2FN
@@ -300,6 +301,19 @@ class MgtePreTrainedModel(PreTrainedModel):
     _no_split_modules = ["MgteEmbeddings", "MgteLayer"]
     _supports_sdpa = True
     _keys_to_ignore_on_load_unexpected = [r"position_ids", r"rotary_emb\.", r"inv_freq"]
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        """`PreTrainedModel.from_pretrained`, reading safetensors only, with a clear error for a damaged file."""
+        if kwargs.get("use_safetensors") is False:
+            raise ValueError("mgte-hf loads safetensors only (pickle checkpoints can run code when loaded); convert "
+                             "the checkpoint with a trusted tool first.")
+        kwargs["use_safetensors"] = True
+        try:
+            return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        except SafetensorError as err:
+            raise ValueError(f"Could not read the weights of {pretrained_model_name_or_path}: {err}. The safetensors "
+                             "file is truncated or corrupt; download or save the checkpoint again.") from err
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         """Save weights (safetensors) and config, with the modeling files copied in as self-contained remote code."""
