@@ -304,3 +304,16 @@ def test_config_is_the_only_source_of_rope():
         after = model(input_ids=ids).last_hidden_state
     assert not torch.allclose(before, after)
     assert isinstance(model.config, MgteConfig)
+
+
+def test_packed_mlm_with_labels_equals_padded():
+    model = make_model(MgteForMaskedLM)
+    ids, mask = random_batch([6, 3, 9])
+    labels = torch.full_like(ids, -100)
+    labels[0, 1], labels[2, 8], labels[1, 2] = 11, 12, 13
+    flat = mask.bool()
+    with torch.no_grad():
+        padded = model(input_ids=ids, attention_mask=mask, labels=labels)
+        packed = model(input_ids=ids[flat][None], labels=labels[flat][None], seqlens=mask.sum(1))
+    assert torch.allclose(padded.logits, packed.logits, atol=1e-5)
+    assert abs(padded.loss.item() - packed.loss.item()) <= 1e-6

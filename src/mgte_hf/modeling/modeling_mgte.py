@@ -460,11 +460,13 @@ class MgteModel(MgtePreTrainedModel):
         output_hidden_states: bool | None = None,
         output_attentions: bool | None = None,
         return_dict: bool | None = None,
+        seqlens: list[int] | torch.Tensor | None = None,
         **kwargs,
     ) -> BaseModelOutputWithPooling | tuple:
+        """Encode a padded batch `(B, L)` (or packed tokens with `seqlens`); see `encode_packed`."""
         out = self.encode_packed(
             input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
-            seqlens=kwargs.pop("seqlens", None),
+            seqlens=seqlens,
             output_hidden_states=_flag(output_hidden_states, self.config.output_hidden_states),
             output_attentions=_flag(output_attentions, self.config.output_attentions),
         )
@@ -514,15 +516,14 @@ class MgteForMaskedLM(MgtePreTrainedModel):
 
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
                 inputs_embeds=None, labels: torch.Tensor | None = None, output_hidden_states=None,
-                output_attentions=None, return_dict=None, **kwargs) -> MaskedLMOutput | tuple:
+                output_attentions=None, return_dict=None, seqlens=None, **kwargs) -> MaskedLMOutput | tuple:
         out = self.new.encode_packed(
-            input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, seqlens=kwargs.get("seqlens"),
+            input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, seqlens=seqlens,
             output_hidden_states=_flag(output_hidden_states, self.config.output_hidden_states),
             output_attentions=_flag(output_attentions, self.config.output_attentions))
         loss = None
         if labels is not None:
-            packed_labels = out.seqs.pack(labels.reshape(out.seqs.padded_shape)
-                                          if kwargs.get("seqlens") is None else labels.reshape(1, -1))  # (T,)
+            packed_labels = out.seqs.pack(labels.reshape(out.seqs.padded_shape))  # (T,)
             if self.config.sparse_prediction:
                 selected = (packed_labels != -100).nonzero().flatten()  # (n_labelled,)
                 logits = self.lm_head(out.hidden.index_select(0, selected))  # (n_labelled, V)
@@ -561,9 +562,9 @@ class MgteForSequenceClassification(MgtePreTrainedModel):
 
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
                 inputs_embeds=None, labels: torch.Tensor | None = None, output_hidden_states=None,
-                output_attentions=None, return_dict=None, **kwargs) -> SequenceClassifierOutput | tuple:
+                output_attentions=None, return_dict=None, seqlens=None, **kwargs) -> SequenceClassifierOutput | tuple:
         out = self.new.encode_packed(
-            input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, seqlens=kwargs.get("seqlens"),
+            input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, seqlens=seqlens,
             output_hidden_states=_flag(output_hidden_states, self.config.output_hidden_states),
             output_attentions=_flag(output_attentions, self.config.output_attentions))
         logits = self.classifier(self.dropout(self.new.pooler(out.cls)))  # (B, num_labels)
@@ -607,9 +608,9 @@ class MgteForTokenClassification(MgtePreTrainedModel):
 
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
                 inputs_embeds=None, labels: torch.Tensor | None = None, output_hidden_states=None,
-                output_attentions=None, return_dict=None, **kwargs) -> MgteTokenClassifierOutput | tuple:
+                output_attentions=None, return_dict=None, seqlens=None, **kwargs) -> MgteTokenClassifierOutput | tuple:
         out = self.new.encode_packed(
-            input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, seqlens=kwargs.get("seqlens"),
+            input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, seqlens=seqlens,
             output_hidden_states=_flag(output_hidden_states, self.config.output_hidden_states),
             output_attentions=_flag(output_attentions, self.config.output_attentions))
         hidden = self.dropout(out.hidden)
@@ -649,11 +650,11 @@ class MgteForEmbedding(MgtePreTrainedModel):
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
                 inputs_embeds=None, dimension: int | None = None, return_dense: bool = True,
                 return_sparse: bool = True, output_hidden_states=None, output_attentions=None, return_dict=None,
-                **kwargs) -> MgteEmbeddingOutput | tuple:
+                seqlens=None, **kwargs) -> MgteEmbeddingOutput | tuple:
         dimension = self.check_dimension(dimension)
         want_hidden = _flag(output_hidden_states, self.config.output_hidden_states)
         out = self.new.encode_packed(
-            input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, seqlens=kwargs.get("seqlens"),
+            input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, seqlens=seqlens,
             output_hidden_states=want_hidden,
             output_attentions=_flag(output_attentions, self.config.output_attentions))
         dense = dense_embedding(out.cls, dimension) if return_dense else None  # (B, dim)
