@@ -8,7 +8,9 @@ import logging
 import sys
 
 
-COMMAND_MODULES = ("info", "convert", "encode", "rerank", "search", "data", "evaluate", "demo")
+COMMAND_MODULES = (
+    "info", "convert", "export", "encode", "rerank", "search", "encode_corpus", "search_shards", "data", "evaluate", "demo",
+)
 
 
 class CliError(Exception):
