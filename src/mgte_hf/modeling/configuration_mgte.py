@@ -299,8 +299,8 @@ def _rope_from_gte(rope_parameters: dict | None, config: dict) -> dict:
         return {"rope_theta": theta, "rope_scaling": None}
     if kind == "linear":
         head_dim = config.get("hidden_size", 768) // config.get("num_attention_heads", 12)
-        factor = float(params["factor"]) ** (head_dim / 2)
-        return {"rope_theta": theta / factor, "rope_scaling": {"type": "ntk", "factor": round(factor, 6)}}
+        factor = round(float(params["factor"]) ** (head_dim / 2), 6)  # f^(2/d) is stored rounded: undo the noise
+        return {"rope_theta": theta / factor, "rope_scaling": {"type": "ntk", "factor": factor}}
     raise ValueError(f"MgteConfig: rope type {kind!r} of a 'gte' config has no mGTE equivalent (default or linear).")
 
 
