@@ -4,6 +4,8 @@ import os
 # Nothing in the suite may reach the Hugging Face Hub.
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# The suite's models are tiny: one thread each is faster than two fighting over the cores (subprocesses inherit it).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import pytest  # noqa: E402
 

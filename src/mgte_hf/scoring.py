@@ -40,7 +40,7 @@ def term_weight_matrix(
     if len(ignore_token_ids):
         weights = weights.masked_fill(torch.isin(input_ids, torch.as_tensor(list(ignore_token_ids),
                                                                             device=input_ids.device)), 0.0)
-    cols = torch.searchsorted(vocab, input_ids)  # (N, L) column of each token
+    cols = torch.searchsorted(vocab, input_ids.contiguous())  # (N, L) column of each token
     out = weights.new_zeros((input_ids.shape[0], vocab.numel()))
     return out.scatter_reduce(1, cols, weights, reduce="amax", include_self=True)
 
