@@ -1,0 +1,84 @@
+"""`mgte-hf search`: index a corpus (dense + sparse) and query it, optionally reranking; save and reuse indexes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from . import CliError
+from .encode import add_model_arguments, add_record_arguments, load, one_line, read_records
+
+
+EXAMPLES = """examples:
+  mgte-hf search --model gte-multilingual-base --corpus docs.txt --query "capital of Germany"
+  mgte-hf search --model DIR --corpus corpus.jsonl --id-field _id --index-dir my-index     # build and save
+  mgte-hf search --model DIR --index-dir my-index --query "q1" --query "q2" --mode sparse  # load and query
+  mgte-hf search --model DIR --index-dir my-index --query "q" --reranker RERANKER_DIR --rerank-top-k 50
+
+Output per query: a "query: ..." line, then "rank  score  id  text" lines (--json: one JSON object per query).
+Hybrid score = dense-weight * cosine + sparse-weight * lexical (defaults 1.0 and 0.1, as the released helper).
+"""
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("search", help="index a corpus (dense + sparse) and search it",
+                       description="Build an in-memory hybrid index of a corpus with an mGTE embedding model (or "
+                                   "load a saved one) and search it: dense, sparse or hybrid, optionally reranked.",
+                       epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_model_arguments(p)
+    p.add_argument("--corpus", metavar="FILE", help="FILE.txt (one document per line) or FILE.jsonl to index")
+    add_record_arguments(p)
+    p.add_argument("--index-dir", metavar="DIR",
+                   help="load the index saved in DIR; with --corpus, build the index and save it there")
+    p.add_argument("--query", action="append", metavar="TEXT", help="a query (repeat for more)")
+    p.add_argument("--mode", choices=("dense", "sparse", "hybrid"), default="hybrid", help="scores (default hybrid)")
+    p.add_argument("--top-k", type=int, default=10, help="hits per query (default 10)")
+    p.add_argument("--dense-weight", type=float, default=1.0, help="hybrid weight of the dense score (default 1.0)")
+    p.add_argument("--sparse-weight", type=float, default=0.1, help="hybrid weight of the lexical score (default 0.1)")
+    p.add_argument("--dimension", type=int, help="dense size when building (default: the model's full size)")
+    p.add_argument("--reranker", metavar="DIR", help="rerank the first-stage hits with this reranker folder")
+    p.add_argument("--rerank-top-k", type=int, help="first-stage hits the reranker re-scores (default: --top-k)")
+    p.add_argument("--json", action="store_true", help="print one JSON object per query")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from mgte_hf.index import HybridIndex
+    from mgte_hf.inference import MgteEmbedder, MgteReranker
+
+    saved = args.index_dir is not None and (Path(args.index_dir) / "index.json").is_file()
+    if saved and args.corpus:
+        raise CliError(f"{args.index_dir} already holds an index: drop --corpus to query it, or pick a new "
+                       "--index-dir to build another.")
+    if not saved and not args.corpus:
+        raise CliError("give --corpus FILE to index, or --index-dir DIR of a saved index.")
+    if not args.query and not args.index_dir:
+        raise CliError("nothing to do: give --query TEXT, and/or --index-dir DIR to save the index.")
+    reranker = load(MgteReranker, args.reranker, args) if args.reranker else None
+    embedder = load(MgteEmbedder, args.model, args, dimension=args.dimension)
+    if saved:
+        index = HybridIndex.load(args.index_dir, embedder)
+        if args.dimension is not None and args.dimension != index.dimension:
+            raise CliError(f"--dimension {args.dimension} differs from the saved index's {index.dimension}.")
+    else:
+        ids, documents = read_records(args.corpus, args.field, args.id_field)
+        index = HybridIndex(embedder)
+        index.add(documents, ids=[str(i) for i in ids])
+        if args.index_dir:
+            index.save(args.index_dir)
+            print(f"saved an index of {len(index)} documents to {args.index_dir}", file=sys.stderr)
+    if not args.query:
+        return 0
+    hits = index.search(args.query, top_k=args.top_k, mode=args.mode, dense_weight=args.dense_weight,
+                        sparse_weight=args.sparse_weight, reranker=reranker, rerank_top_k=args.rerank_top_k)
+    for query, row in zip(args.query, hits, strict=True):
+        if args.json:
+            print(json.dumps({"query": query, "hits": [{"rank": r, "id": h.id, "score": h.score, "text": h.document}
+                                                       for r, h in enumerate(row, 1)]}, ensure_ascii=False))
+            continue
+        print(f"query: {query}")
+        for rank, hit in enumerate(row, 1):
+            print(f"{rank}\t{hit.score:.4f}\t{hit.id}\t{one_line(hit.document)}")
+    return 0

@@ -1,0 +1,173 @@
+"""`MgteReranker`: relevance scores of (query, document) pairs from an mGTE cross-encoder.
+
+    reranker = MgteReranker.from_pretrained("path/to/gte-multilingual-reranker-base")
+    reranker.compute_score([("what is mGTE?", "mGTE is a multilingual retrieval model.")])  # raw logits, (1,)
+    reranker.rank("what is mGTE?", documents, top_k=3)  # [RankResult(index, score, document), ...] best first
+
+Each pair is tokenized in the XLM-R pair format `<s> query </s></s> document </s>` by the model's tokenizer and run
+packed (no padding) in length-sorted token-budget batches. Pairs longer than `max_length` follow the `truncation`
+policy of `mgte_hf.inference.common` (the tokenizer cuts the longer side first). An empty list gives an empty
+result; an item that is not a pair of strings raises `TypeError`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from transformers import PreTrainedTokenizerBase
+
+from ..batching import restore_order
+from ..modeling import MgteForSequenceClassification
+from .common import (
+    CONVERT_TO,
+    DEFAULT_BATCH_TOKENS,
+    DEFAULT_MAX_LENGTH,
+    check_choice,
+    check_pairs,
+    check_positive_int,
+    check_texts,
+    load_model_and_tokenizer,
+    packed_batches,
+    tokenize,
+)
+
+
+@dataclass(frozen=True)
+class RankResult:
+    """One ranked document: its position in the input list, its score and the text."""
+
+    index: int
+    score: float
+    document: str
+
+
+class MgteReranker:
+    """Score (query, document) pairs with an mGTE reranker (`MgteForSequenceClassification`, one label).
+
+    Args:
+        model: the reranker (put in eval mode; it stays on its device).
+        tokenizer: its tokenizer.
+        max_length: default token limit per pair (special tokens included).
+        batch_tokens: default padded-token budget per forward.
+        truncation: `"warn"` (truncate over-long pairs, one warning with the count) or `"error"` (refuse them).
+    """
+
+    def __init__(
+        self,
+        model: MgteForSequenceClassification,
+        tokenizer: PreTrainedTokenizerBase,
+        *,
+        max_length: int = DEFAULT_MAX_LENGTH,
+        batch_tokens: int = DEFAULT_BATCH_TOKENS,
+        truncation: str = "warn",
+    ):
+        if not isinstance(model, MgteForSequenceClassification):
+            raise TypeError(f"model must be an MgteForSequenceClassification, got {type(model).__name__}.")
+        if model.config.num_labels != 1:
+            raise ValueError(f"A reranker has one output (a relevance logit); this model has num_labels="
+                             f"{model.config.num_labels}.")
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+        self.batch_tokens = check_positive_int(batch_tokens, "batch_tokens")
+        self.truncation = check_choice(truncation, ("warn", "error"), "truncation")
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        path_or_model: str | os.PathLike | MgteForSequenceClassification,
+        tokenizer: str | os.PathLike | PreTrainedTokenizerBase | None = None,
+        device: str | torch.device | None = None,
+        dtype: str | torch.dtype | None = None,
+        **kwargs,
+    ) -> MgteReranker:
+        """Load from a folder holding model and tokenizer (ours or the released "new" layout), or wrap a model.
+
+        Args:
+            path_or_model: a checkpoint folder or an `MgteForSequenceClassification` (then `tokenizer` is required).
+            tokenizer: a tokenizer or its folder; default: the model folder's.
+            device: default: a model object's own device; for a folder CUDA when available, else CPU.
+            dtype: default: float32 for a folder, the model's own for a model object. A model object is moved and
+                cast in place (`nn.Module.to`) and put in eval mode.
+            **kwargs: `max_length`, `batch_tokens`, `truncation` (see the class).
+        """
+        model, tokenizer = load_model_and_tokenizer(MgteForSequenceClassification, path_or_model, tokenizer, device,
+                                                    dtype)
+        return cls(model, tokenizer, **kwargs)
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    def compute_score(
+        self,
+        pairs: Iterable[Sequence[str]],
+        *,
+        normalize: bool = False,
+        max_length: int | None = None,
+        batch_tokens: int | None = None,
+        truncation: str | None = None,
+        show_progress_bar: bool | None = None,
+        convert_to: str = "numpy",
+    ) -> np.ndarray | torch.Tensor:
+        """Relevance of each (query, document) pair, in input order.
+
+        Args:
+            pairs: a list of `(query, document)` pairs of strings.
+            normalize: apply a sigmoid (scores in (0, 1)); default the raw logit.
+            max_length: token limit per pair; default `self.max_length`.
+            batch_tokens: padded-token budget per forward; default `self.batch_tokens`.
+            truncation: `"warn"` or `"error"`; default `self.truncation`.
+            show_progress_bar: `None` shows a tqdm bar for long inputs only.
+            convert_to: `"numpy"` or `"torch"` (a CPU tensor).
+
+        Returns:
+            `(N,)` float32 scores.
+        """
+        queries, documents = check_pairs(pairs)
+        check_choice(convert_to, CONVERT_TO, "convert_to")
+        tokenized = tokenize(self.tokenizer, queries, documents,
+                             max_length=self.max_length if max_length is None else max_length,
+                             truncation=self.truncation if truncation is None else truncation,
+                             with_token_types=self.model.config.type_vocab_size > 1)
+        batches, parts = [], []
+        for batch in packed_batches(tokenized, self.batch_tokens if batch_tokens is None else batch_tokens,
+                                    self.device, show_progress_bar=show_progress_bar, desc="Reranking"):
+            with torch.inference_mode():
+                logits = self.model(**batch.model_inputs()).logits.reshape(-1).float()  # (B,)
+            batches.append(batch.indices)
+            parts.append(list((torch.sigmoid(logits) if normalize else logits).cpu()))
+        scores = restore_order(batches, parts)
+        out = torch.stack(scores) if scores else torch.zeros(0)  # (N,)
+        return out.numpy() if convert_to == "numpy" else out
+
+    def rank(
+        self,
+        query: str,
+        documents: Iterable[str],
+        top_k: int | None = None,
+        **kwargs,
+    ) -> list[RankResult]:
+        """Documents sorted by relevance to `query`, best first (ties keep input order).
+
+        Args:
+            query: the query text.
+            documents: the candidate texts.
+            top_k: keep only the best `top_k` (default: all).
+            **kwargs: as `compute_score` (`normalize`, `max_length`, `batch_tokens`, ...).
+        """
+        if not isinstance(query, str):
+            raise TypeError(f"query must be a str, got {type(query).__name__}.")
+        documents = check_texts(documents, "documents")
+        if top_k is not None:
+            check_positive_int(top_k, "top_k")
+        scores = self.compute_score([(query, doc) for doc in documents], convert_to="torch", **kwargs)
+        order = torch.sort(scores, descending=True, stable=True).indices[:top_k].tolist()
+        return [RankResult(i, float(scores[i]), documents[i]) for i in order]
+
+
+__all__ = ["MgteReranker", "RankResult"]
