@@ -9,7 +9,7 @@ TORCH   ?= torch==2.13.0
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: venv demo test test-slow bench lint format fetch-tokenizer clean
+.PHONY: venv demo data test test-slow bench lint format fetch-tokenizer clean
 
 $(STAMP): pyproject.toml setup.cfg
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,9 @@ venv: $(STAMP)
 
 fetch-tokenizer: venv
 	$(PY) -c "from mgte_hf.tokenizer import fetch_xlmr_tokenizer as f; print('XLM-R tokenizer in', f())"
+
+data: venv
+	$(VENV)/bin/mgte-hf data build
 
 demo: venv
 	$(PY) examples/quickstart.py

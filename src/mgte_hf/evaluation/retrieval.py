@@ -1,0 +1,364 @@
+"""`RetrievalEvaluator`: BM25, dense (several Matryoshka dimensions and max lengths), sparse, hybrid and reranked
+hybrid retrieval on a BEIR set, with metrics, wall time and peak memory per system.
+
+    evaluator = RetrievalEvaluator("~/.cache/mgte-data/beir/gnome-de-en", dims=(128, 768), max_lengths=(512, 8192))
+    report = evaluator.run(MgteEmbedder.from_pretrained(model_dir), MgteReranker.from_pretrained(reranker_dir))
+    report.save("eval-out")                  # report.json, report.md, report.png
+    evaluator(model)                         # in training: {"dense_d768_L512_ndcg@10": ..., ...}
+
+The corpus is encoded once per max length (dense at full width and sparse from the same forward; a longer max
+length re-encodes only the documents that exceed the previous one); each Matryoshka dimension truncates and
+re-normalises those vectors with `modeling.dense_embedding`, exactly what the model returns for that dimension.
+Search and scores go through `mgte_hf.index.HybridIndex` (hence `mgte_hf.scoring`); BM25 through `bm25s`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+
+import torch
+from tokenizers import Tokenizer
+from tqdm.auto import tqdm
+from transformers import PreTrainedTokenizerBase
+
+from ..index import HybridIndex, SearchHit
+from ..inference import EmbeddingResult, MgteEmbedder, MgteReranker
+from ..modeling import MgteForEmbedding
+from ..modeling.modeling_mgte import dense_embedding
+from ..scoring import DEFAULT_DENSE_WEIGHT, DEFAULT_SPARSE_WEIGHT
+from .beir import BeirDataset, load_beir
+from .bm25 import BM25_B, BM25_K1, BM25_METHOD, bm25_search, xlmr_subword_tokenizer
+from .metrics import DEFAULT_METRICS, Run, evaluate_run, parse_metric
+from .report import RetrievalReport, StageResult, SystemResult, measure
+
+
+logger = logging.getLogger(__name__)
+
+SYSTEMS = ("bm25", "dense", "sparse", "hybrid", "rerank")
+DEFAULT_SYSTEMS = ("bm25", "dense", "sparse", "hybrid")
+
+
+class RetrievalEvaluator:
+    """Evaluate retrieval systems on one BEIR set; also a training evaluator (`evaluator(model) -> dict`).
+
+    Args:
+        dataset: a `BeirDataset` or a BEIR folder.
+        systems: any of `bm25`, `dense`, `sparse`, `hybrid`, `rerank` (reranks the hybrid top `rerank_top_k`).
+        dims: Matryoshka dimensions for `dense` (default: the embedder's dimension). Sparse, hybrid and rerank use
+            the largest.
+        max_lengths: document token limits (each a separate encoding); sparse and hybrid run at each, rerank at the
+            largest. Queries are encoded once at the largest.
+        hybrid_weights: `(dense_weight, sparse_weight)` pairs for `hybrid` (the first also feeds `rerank`).
+        reranker: an `MgteReranker` or its folder, for `rerank`.
+        rerank_top_k: hybrid candidates the reranker re-scores (the rest of the top `top_k` keeps hybrid order).
+        metrics: `NAME@K` names (ndcg, recall, mrr, map).
+        top_k: documents retrieved per query (at least the largest metric cut-off).
+        tokenizer: for BM25 (default: the embedder's, else the real XLM-R tokenizer of the data cache; a Rust
+            `tokenizers.Tokenizer` will do) and to wrap a bare `MgteForEmbedding` passed to `__call__`.
+        max_queries: evaluate a seeded random sample of this many judged queries (default: all).
+        seed: the sampling seed.
+        batch_tokens: padded-token budget per forward (default: the embedder's).
+        bm25: `{"k1", "b", "method"}` overrides for BM25 (defaults k1=0.9, b=0.4, Lucene idf).
+        name: the dataset label in reports (default: the set's name).
+        primary_metric: the key `__call__` optimises (default: the first metric of the first model system).
+        show_progress_bar: show progress bars.
+    """
+
+    greater_is_better = True
+
+    def __init__(
+        self,
+        dataset: BeirDataset | str | os.PathLike,
+        *,
+        systems: Sequence[str] = DEFAULT_SYSTEMS,
+        dims: Sequence[int] | None = None,
+        max_lengths: Sequence[int] = (512,),
+        hybrid_weights: Sequence[tuple[float, float]] = ((DEFAULT_DENSE_WEIGHT, DEFAULT_SPARSE_WEIGHT),),
+        reranker: MgteReranker | str | os.PathLike | None = None,
+        rerank_top_k: int = 100,
+        metrics: Sequence[str] = DEFAULT_METRICS,
+        top_k: int = 100,
+        tokenizer: PreTrainedTokenizerBase | Tokenizer | None = None,
+        max_queries: int | None = None,
+        seed: int = 0,
+        batch_tokens: int | None = None,
+        bm25: dict | None = None,
+        name: str | None = None,
+        primary_metric: str | None = None,
+        show_progress_bar: bool = True,
+    ):
+        full = dataset if isinstance(dataset, BeirDataset) else load_beir(os.path.expanduser(os.fspath(dataset)))
+        self.dataset = full.sample_queries(max_queries, seed)
+        self.name = name or self.dataset.name or "dataset"
+        self.systems = _check_systems(systems)
+        self.dims = None if dims is None else [_positive(d, "dims") for d in dims]
+        self.max_lengths = sorted({_positive(n, "max_lengths") for n in max_lengths})
+        if not self.max_lengths:
+            raise ValueError("max_lengths needs at least one value, e.g. (512,).")
+        self.hybrid_weights = [(float(d), float(s)) for d, s in hybrid_weights]
+        if "hybrid" in self.systems and not self.hybrid_weights:
+            raise ValueError("hybrid needs at least one (dense_weight, sparse_weight) pair.")
+        self.reranker = reranker
+        self.rerank_top_k = _positive(rerank_top_k, "rerank_top_k")
+        self.metrics = list(metrics)
+        deepest = max(parse_metric(m)[1] for m in self.metrics)
+        self.top_k = _positive(top_k, "top_k")
+        if self.top_k < deepest:
+            raise ValueError(f"top_k={top_k} is below the deepest metric cut-off ({deepest}); raise top_k.")
+        self.tokenizer = tokenizer
+        self.batch_tokens = batch_tokens
+        self.bm25 = {"k1": BM25_K1, "b": BM25_B, "method": BM25_METHOD, **(bm25 or {})}
+        self.show_progress_bar = show_progress_bar
+        self.primary_metric = primary_metric or self._default_primary_metric()
+
+    # ------------------------------------------------------------------------------------------------ training API
+    def __call__(self, model, output_path: str | os.PathLike | None = None, epoch: int = -1,
+                 steps: int = -1) -> dict[str, float]:
+        """Evaluate `model` (an `MgteEmbedder`, or an `MgteForEmbedding` possibly wrapped by DDP/PEFT, with the
+        evaluator's `tokenizer`); returns `{"<system>_<metric>": value}`. With `output_path`, also writes the report
+        there (`retrieval-<name>[-e<epoch>][-s<steps>].{json,md,png}`). The model's train/eval mode is restored."""
+        module = model.model if isinstance(model, MgteEmbedder) else _unwrap(model)
+        was_training = module.training
+        try:
+            report = self.run(self._embedder(model))
+        finally:
+            module.train(was_training)
+        if output_path is not None:
+            stem = (f"retrieval-{self.name}" + (f"-e{epoch}" if epoch >= 0 else "")
+                    + (f"-s{steps}" if steps >= 0 else ""))
+            report.save(output_path, stem)
+        return report.flat_metrics()
+
+    def get_config_dict(self) -> dict:
+        """Settings for model cards and logs."""
+        return {"dataset": self.name, "systems": self.systems, "dims": self.dims, "max_lengths": self.max_lengths,
+                "hybrid_weights": self.hybrid_weights, "top_k": self.top_k, "rerank_top_k": self.rerank_top_k,
+                "metrics": self.metrics, "queries": len(self.dataset.queries), "bm25": self.bm25}
+
+    # ------------------------------------------------------------------------------------------------ run
+    def run(self, embedder: MgteEmbedder | None = None,
+            reranker: MgteReranker | str | os.PathLike | None = None) -> RetrievalReport:
+        """Run every configured system; returns the report (nothing written: see `RetrievalReport.save`)."""
+        reranker = self._reranker(reranker if reranker is not None else self.reranker, embedder)
+        needs_model = [s for s in self.systems if s != "bm25"]
+        if needs_model and embedder is None:
+            raise ValueError(f"the systems {needs_model} need a model: pass an MgteEmbedder (or use --systems bm25).")
+        report = RetrievalReport(self.name, self.dataset.stats(), self.metrics,
+                                 model=_model_name(embedder), reranker=_model_name(reranker),
+                                 config=self.get_config_dict())
+        doc_ids, doc_texts = self.dataset.doc_ids(), self.dataset.doc_texts()
+        qids = list(self.dataset.queries)
+        queries = [self.dataset.queries[q] for q in qids]
+        if "bm25" in self.systems:
+            report.systems.append(self._bm25(doc_texts, queries, qids, doc_ids, embedder))
+        if needs_model:
+            self._model_systems(report, embedder, reranker, doc_ids, doc_texts, queries, qids)
+        return report
+
+    def _bm25(self, doc_texts: list[str], queries: list[str], qids: list[str], doc_ids: list[str],
+              embedder: MgteEmbedder | None) -> SystemResult:
+        tokenizer = self.tokenizer or (embedder.tokenizer if embedder is not None else xlmr_subword_tokenizer())
+        with measure() as m:
+            indices, scores = bm25_search(doc_texts, queries, tokenizer, top_k=self.top_k, **self.bm25)
+            run = {q: {doc_ids[j]: float(s) for j, s in zip(indices[i], scores[i])} for i, q in enumerate(qids)}
+        return self._result("bm25", "bm25", dict(self.bm25), run, m)
+
+    def _model_systems(self, report: RetrievalReport, embedder: MgteEmbedder, reranker: MgteReranker | None,
+                       doc_ids: list[str], doc_texts: list[str], queries: list[str], qids: list[str]) -> None:
+        full = embedder.model.config.hidden_size
+        dims = [embedder.model.check_dimension(d) for d in (self.dims or [embedder.dimension])]
+        top_dim = max(dims)
+        with measure(embedder.device) as m:
+            q_emb = self._encode(embedder, queries, self.max_lengths[-1], full)
+        report.stages.append(StageResult(f"encode queries L{self.max_lengths[-1]}", m["seconds"], len(queries),
+                                         m["peak_rss_mb"], m["peak_gpu_mb"]))
+        doc_lengths = _token_lengths(embedder.tokenizer, doc_texts)
+        d_emb, previous = None, 0
+        plan = self._plan(dims, top_dim)
+        bar = tqdm(total=sum(len(v) for v in plan.values()), desc=f"{self.name}: systems",
+                   disable=not self.show_progress_bar)
+        for length in self.max_lengths:
+            redo = [i for i, n in enumerate(doc_lengths) if n > previous]  # the others encode the same as before
+            with measure(embedder.device) as m:
+                d_emb = self._encode_docs(embedder, doc_texts, redo, length, full, d_emb)
+            report.stages.append(StageResult(f"encode corpus L{length}", m["seconds"], len(redo), m["peak_rss_mb"],
+                                             m["peak_gpu_mb"]))
+            previous = length
+            indexes = {d: _index(doc_ids, doc_texts, d_emb, d) for d in {*dims, top_dim}}
+            for family, params in plan[length]:
+                bar.set_postfix_str(f"{family} L{length}")
+                report.systems.append(self._search(family, params, indexes[params["dimension"]], q_emb, qids,
+                                                   queries, reranker, embedder.device))
+                bar.update()
+        bar.close()
+
+    def _plan(self, dims: list[int], top_dim: int) -> dict[int, list[tuple[str, dict]]]:
+        """Per max length, the (family, params) of each model system to run there."""
+        plan: dict[int, list[tuple[str, dict]]] = {}
+        for length in self.max_lengths:
+            steps = []
+            if "dense" in self.systems:
+                steps += [("dense", {"dimension": d, "max_length": length}) for d in dims]
+            if "sparse" in self.systems:
+                steps.append(("sparse", {"dimension": top_dim, "max_length": length}))
+            if "hybrid" in self.systems:
+                steps += [("hybrid", {"dimension": top_dim, "max_length": length, "dense_weight": w_d,
+                                      "sparse_weight": w_s}) for w_d, w_s in self.hybrid_weights]
+            if "rerank" in self.systems and length == self.max_lengths[-1]:
+                w_d, w_s = self.hybrid_weights[0] if self.hybrid_weights else (DEFAULT_DENSE_WEIGHT,
+                                                                                DEFAULT_SPARSE_WEIGHT)
+                steps.append(("rerank", {"dimension": top_dim, "max_length": length, "dense_weight": w_d,
+                                         "sparse_weight": w_s, "rerank_top_k": self.rerank_top_k}))
+            plan[length] = steps
+        return plan
+
+    def _search(self, family: str, params: dict, index: HybridIndex, q_emb: EmbeddingResult, qids: list[str],
+                queries: list[str], reranker: MgteReranker | None, device: torch.device) -> SystemResult:
+        q = _at_dimension(q_emb, params["dimension"])
+        weights = {k: params[k] for k in ("dense_weight", "sparse_weight") if k in params}
+        with measure(device) as m:
+            if family == "rerank":
+                hits = self._rerank(index, q, queries, reranker, weights)
+            else:
+                hits = index.search(queries, top_k=self.top_k, mode=family, query_embeddings=q, **weights)
+            run = _hits_to_run(qids, hits)
+        return self._result(_system_name(family, params, self), family, params, run, m)
+
+    def _rerank(self, index: HybridIndex, q: EmbeddingResult, queries: list[str], reranker: MgteReranker,
+                weights: dict) -> list[list[SearchHit]]:
+        """Rerank the hybrid top `rerank_top_k`; below it the hybrid order continues down to `top_k`."""
+        head = min(self.rerank_top_k, self.top_k)
+        reranked = index.search(queries, top_k=head, mode="hybrid", reranker=reranker,
+                                rerank_top_k=self.rerank_top_k, query_embeddings=q, **weights)
+        if self.rerank_top_k >= self.top_k:
+            return reranked
+        first = index.search(queries, top_k=self.top_k, mode="hybrid", query_embeddings=q, **weights)
+        return [top + [h for h in hits if h.id not in {t.id for t in top}] for top, hits in zip(reranked, first)]
+
+    # ------------------------------------------------------------------------------------------------ helpers
+    def _result(self, name: str, family: str, params: dict, run: Run, m: dict) -> SystemResult:
+        metrics = evaluate_run(run, self.dataset.qrels, self.metrics)
+        logger.info("%s %s: %s (%.1f s)", self.name, name, {k: round(v, 4) for k, v in metrics.items()}, m["seconds"])
+        return SystemResult(name, family, params, metrics, m["seconds"], m["peak_rss_mb"], m["peak_gpu_mb"])
+
+    def _encode(self, embedder: MgteEmbedder, texts: list[str], length: int, dimension: int) -> EmbeddingResult:
+        return embedder.encode(texts, dense=True, sparse=True, dimension=dimension, max_length=length,
+                               batch_tokens=self.batch_tokens, show_progress_bar=self.show_progress_bar or None,
+                               convert_to="torch")
+
+    def _encode_docs(self, embedder: MgteEmbedder, texts: list[str], rows: list[int], length: int, dimension: int,
+                     previous: EmbeddingResult | None) -> EmbeddingResult:
+        """Encode `texts[rows]` at `length` and merge them into the previous encoding (all rows the first time)."""
+        fresh = self._encode(embedder, [texts[i] for i in rows], length, dimension)
+        if previous is None:
+            return fresh
+        dense = torch.as_tensor(previous.dense).clone()
+        sparse = list(previous.sparse)
+        if rows:
+            dense[rows] = torch.as_tensor(fresh.dense)
+            for i, row in zip(rows, fresh.sparse):
+                sparse[i] = row
+        return EmbeddingResult(dense, sparse, previous.tokenizer)
+
+    def _embedder(self, model) -> MgteEmbedder:
+        if isinstance(model, MgteEmbedder):
+            return model
+        module = _unwrap(model)
+        if not isinstance(module, MgteForEmbedding):
+            raise TypeError(f"RetrievalEvaluator evaluates an MgteEmbedder or an MgteForEmbedding, got "
+                            f"{type(module).__name__}.")
+        if self.tokenizer is None:
+            raise ValueError("pass tokenizer= to RetrievalEvaluator to evaluate a bare MgteForEmbedding.")
+        kwargs = {"batch_tokens": self.batch_tokens} if self.batch_tokens else {}
+        return MgteEmbedder(module, self.tokenizer, **kwargs)
+
+    def _reranker(self, reranker, embedder: MgteEmbedder | None) -> MgteReranker | None:
+        if "rerank" not in self.systems:
+            return None
+        if reranker is None:
+            raise ValueError("the rerank system needs a reranker (an MgteReranker or its folder).")
+        if isinstance(reranker, MgteReranker):
+            return reranker
+        device = embedder.device if embedder is not None else None
+        self.reranker = MgteReranker.from_pretrained(os.path.expanduser(os.fspath(reranker)), device=device)
+        return self.reranker
+
+    def _default_primary_metric(self) -> str:
+        model_systems = [s for s in self.systems if s != "bm25"]
+        family = model_systems[0] if model_systems else "bm25"
+        if family == "bm25":
+            return f"bm25_{self.metrics[0]}"
+        params = {"max_length": self.max_lengths[-1], "dimension": max(self.dims) if self.dims else None}
+        if family in ("hybrid", "rerank"):
+            params.update(zip(("dense_weight", "sparse_weight"), self.hybrid_weights[0]))
+        return f"{_system_name(family, params, self)}_{self.metrics[0]}"
+
+
+def _system_name(family: str, params: dict, evaluator: RetrievalEvaluator) -> str:
+    """Stable labels: `dense_d768_L512`, `sparse_L512`, `hybrid_L512` (`hybrid_1-0.3_L512` with several weight
+    pairs), `rerank_L512`; the length is left out when one max length is evaluated, the dimension when `dims` was
+    not given (the embedder's own)."""
+    suffix = f"_L{params['max_length']}" if len(evaluator.max_lengths) > 1 else ""
+    if family == "dense":
+        return f"dense_d{params['dimension']}{suffix}" if evaluator.dims else f"dense{suffix}"
+    if family == "hybrid" and len(evaluator.hybrid_weights) > 1:
+        return f"hybrid_{params['dense_weight']:g}-{params['sparse_weight']:g}{suffix}"
+    return f"{family}{suffix}"
+
+
+def _check_systems(systems: Sequence[str]) -> list[str]:
+    systems = [s.strip() for s in ([systems] if isinstance(systems, str) else systems)]
+    unknown = sorted(set(systems) - set(SYSTEMS))
+    if unknown or not systems:
+        raise ValueError(f"unknown or no retrieval systems {unknown or systems}; choose from {', '.join(SYSTEMS)}.")
+    return [s for s in SYSTEMS if s in systems]
+
+
+def _positive(value: int, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{what} must hold positive integers, got {value!r}.")
+    return value
+
+
+def _unwrap(model):
+    """The mGTE model inside DDP / accelerate / PEFT wrappers."""
+    from transformers.trainer_utils import unwrap_peft_model
+
+    while hasattr(model, "module"):
+        model = model.module
+    return unwrap_peft_model(model)
+
+
+def _index(doc_ids: list[str], doc_texts: list[str], emb: EmbeddingResult, dimension: int) -> HybridIndex:
+    index = HybridIndex(dimension=dimension)
+    index.add(doc_texts, doc_ids, embeddings=_at_dimension(emb, dimension))
+    return index
+
+
+def _at_dimension(emb: EmbeddingResult, dimension: int) -> EmbeddingResult:
+    """The Matryoshka view: the first `dimension` components, re-normalised (`modeling.dense_embedding`)."""
+    return EmbeddingResult(dense_embedding(torch.as_tensor(emb.dense), dimension), emb.sparse, emb.tokenizer)
+
+
+def _hits_to_run(qids: list[str], hits: list[list[SearchHit]]) -> Run:
+    """Hits → run; scores are rank-based (`len - rank`) so that the run's order is exactly the hit order."""
+    return {q: {h.id: float(len(row) - r) for r, h in enumerate(row)} for q, row in zip(qids, hits)}
+
+
+def _token_lengths(tokenizer: PreTrainedTokenizerBase, texts: list[str]) -> list[int]:
+    """Tokens per text with the special tokens, as the embedder counts them against `max_length`."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        return [len(e.ids) for e in backend.encode_batch(texts, add_special_tokens=True)]
+    return [len(ids) for ids in tokenizer(texts, verbose=False)["input_ids"]]
+
+
+def _model_name(model) -> str | None:
+    if model is None:
+        return None
+    return getattr(model.model.config, "_name_or_path", None) or type(model.model).__name__
+
+
+__all__ = ["DEFAULT_SYSTEMS", "SYSTEMS", "RetrievalEvaluator"]
