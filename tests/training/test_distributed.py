@@ -26,7 +26,6 @@ from mgte_hf.training.distributed import (
 
 WORKER = Path(__file__).with_name("dist_infonce_worker.py")
 TOLERANCE = 1e-6
-MATRYOSHKA_TOLERANCE = 1e-5  # relative; see the comment in the test
 
 
 def test_helpers_without_process_group():
@@ -73,7 +72,4 @@ def test_cross_device_losses_match_single_process(tmp_path):
             assert result[name]["grad_diff"] < TOLERANCE * min(1.0, result[name]["grad_max"]), (name, result[name])
         for name in ("trm", "trm_grad_cache"):
             assert result[name]["loss_diff"] < TOLERANCE, (name, result[name])
-            # modeling.dense_embedding normalises in float32 even for float64 input, so the Matryoshka gradients
-            # carry float32 rounding (measured 2.9e-6 of 5.5); with a dtype-preserving normalisation they agree to
-            # 1e-14 and this can use TOLERANCE too.
-            assert result[name]["grad_diff"] < MATRYOSHKA_TOLERANCE * result[name]["grad_max"], (name, result[name])
+            assert result[name]["grad_diff"] < TOLERANCE, (name, result[name])

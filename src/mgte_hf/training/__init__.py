@@ -1,5 +1,12 @@
-"""Training building blocks for the mGTE stages: collators, samplers, losses, gradient caching, collectives."""
+"""Training for every mGTE stage: collators, samplers, losses, gradient caching, collectives, Trainer subclasses."""
 
+from .arguments import (
+    MgteContrastiveTrainingArguments,
+    MgteEmbeddingTrainingArguments,
+    MgteMLMTrainingArguments,
+    MgteRerankerTrainingArguments,
+    MgteTrainingArguments,
+)
 from .collators import ContrastiveCollator, MLMCollator, RerankerCollator
 from .distributed import all_gather_with_grad, get_rank, get_world_size, is_distributed
 from .grad_cache import GradCache
@@ -11,7 +18,16 @@ from .losses import (
     TRMLoss,
     embedding_features,
 )
+from .rope import RopeSetting, rev_ntk_settings, rope_setting
 from .samplers import SingleSourceBatchSampler, TokenBudgetBatchSampler, source_probabilities
+from .trainers import (
+    MgteContrastiveTrainer,
+    MgteEmbeddingTrainer,
+    MgteMLMTrainer,
+    MgteRerankerTrainer,
+    MgteTrainer,
+    truncate_packed,
+)
 
 
 __all__ = [
@@ -21,7 +37,18 @@ __all__ = [
     "ListwiseCELoss",
     "MLMCollator",
     "MatryoshkaLoss",
+    "MgteContrastiveTrainer",
+    "MgteContrastiveTrainingArguments",
+    "MgteEmbeddingTrainer",
+    "MgteEmbeddingTrainingArguments",
+    "MgteMLMTrainer",
+    "MgteMLMTrainingArguments",
+    "MgteRerankerTrainer",
+    "MgteRerankerTrainingArguments",
+    "MgteTrainer",
+    "MgteTrainingArguments",
     "RerankerCollator",
+    "RopeSetting",
     "SingleSourceBatchSampler",
     "SparseInfoNCELoss",
     "TRMLoss",
@@ -31,5 +58,8 @@ __all__ = [
     "get_rank",
     "get_world_size",
     "is_distributed",
+    "rev_ntk_settings",
+    "rope_setting",
     "source_probabilities",
+    "truncate_packed",
 ]
