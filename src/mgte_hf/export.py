@@ -20,8 +20,8 @@ import torch
 from torch import nn
 
 from .convert import read_checkpoint
-from .modeling import MgteForEmbedding, MgteForSequenceClassification, MgteModel
-from .modeling.modeling_mgte import dense_embedding, rope_cos_sin, rope_inv_freq, sparse_token_weights
+from .modeling import MgteForEmbedding, MgteForSequenceClassification
+from .modeling.modeling_mgte import dense_embedding, sparse_token_weights
 
 
 logger = logging.getLogger(__name__)
@@ -29,41 +29,6 @@ logger = logging.getLogger(__name__)
 INPUT_NAMES = ("input_ids", "attention_mask")
 DEFAULT_OPSET = 18
 ONNX_SINGLE_FILE_LIMIT = 2 * 1024**3  # protobuf's limit: larger models keep their weights in an external file
-
-
-class PaddedLayout:
-    """Stands in for `PackedSeqs` in the padded attention backends (`sdpa`, `eager`) when tokens are not packed.
-
-    The encoder's token axis is then the flattened padded batch `(B·L)`: reshaping it to `(B, L)` is all the
-    backends need, and the key-padding mask is the attention mask itself — no Python-side lengths, so the traced
-    graph keeps the batch and sequence sizes symbolic.
-    """
-
-    uniform = False
-
-    def __init__(self, attention_mask: torch.Tensor):
-        self.mask = attention_mask.bool()  # (B, L)
-
-    def key_padding_mask(self, device: torch.device) -> torch.Tensor:
-        return self.mask.to(device)
-
-    def to_right_padded(self, packed: torch.Tensor) -> torch.Tensor:
-        """`(B·L, ...)` → `(B, L, ...)`."""
-        return packed.reshape(self.mask.shape[0], self.mask.shape[1], *packed.shape[1:])
-
-    def from_right_padded(self, padded: torch.Tensor) -> torch.Tensor:
-        """`(B, L, ...)` → `(B·L, ...)`."""
-        return padded.reshape(-1, *padded.shape[2:])
-
-
-def encode_padded(backbone: MgteModel, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """`(B, L)` ids and mask → `(B, L, H)` last hidden states through the model's own modules (padded SDPA)."""
-    batch, seq_len = input_ids.shape
-    positions = (attention_mask.long().cumsum(1) - 1).clamp(min=0).reshape(-1)  # (B·L,) from the mask, any padding
-    x = backbone.embeddings(input_ids.reshape(-1), None, positions)  # (B·L, H)
-    cos, sin = rope_cos_sin(positions, rope_inv_freq(backbone.config, x.device))
-    x, _, _ = backbone.encoder(x, cos.to(x.dtype), sin.to(x.dtype), PaddedLayout(attention_mask), "sdpa")
-    return x.reshape(batch, seq_len, -1)
 
 
 def _cls(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -81,7 +46,7 @@ class EmbeddingExport(nn.Module):
         self.dimension = model.check_dimension(dimension)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        hidden = encode_padded(self.model.new, input_ids, attention_mask)  # (B, L, H)
+        hidden = self.model.new.encode_padded(input_ids, attention_mask)  # (B, L, H)
         dense = dense_embedding(_cls(hidden, attention_mask), self.dimension)  # (B, dimension)
         sparse = sparse_token_weights(self.model.classifier, hidden) * attention_mask.to(hidden.dtype)  # (B, L)
         return dense, sparse
@@ -95,7 +60,7 @@ class RerankerExport(nn.Module):
         self.model = model
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        hidden = encode_padded(self.model.new, input_ids, attention_mask)  # (B, L, H)
+        hidden = self.model.new.encode_padded(input_ids, attention_mask)  # (B, L, H)
         pooled = self.model.new.pooler(_cls(hidden, attention_mask))
         return self.model.classifier(self.model.dropout(pooled))  # (B, num_labels)
 
@@ -219,10 +184,8 @@ def example_batch(config, lengths: list[int], left: bool = False, seed: int = 0)
 
 __all__ = [
     "EmbeddingExport",
-    "PaddedLayout",
     "RerankerExport",
     "check_onnx",
-    "encode_padded",
     "example_batch",
     "export_onnx",
     "export_wrapper",

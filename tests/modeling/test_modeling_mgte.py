@@ -317,3 +317,12 @@ def test_packed_mlm_with_labels_equals_padded():
         packed = model(input_ids=ids[flat][None], labels=labels[flat][None], seqlens=mask.sum(1))
     assert torch.allclose(padded.logits, packed.logits, atol=1e-5)
     assert abs(padded.loss.item() - packed.loss.item()) <= 1e-6
+
+
+@pytest.mark.parametrize("left", [False, True])
+def test_encode_padded_equals_packed_forward(encoder, left):
+    ids, mask = random_batch([7, 2, 12], left=left)
+    with torch.no_grad():
+        padded = encoder.encode_padded(ids, mask)
+        packed = encoder(input_ids=ids, attention_mask=mask).last_hidden_state
+    assert (padded - packed)[mask.bool()].abs().max().item() <= TOL

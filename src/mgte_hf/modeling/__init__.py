@@ -1,6 +1,6 @@
 """The mGTE model classes. Everything in this folder ships as self-contained Hub remote code."""
 
-from .attention_mgte import ATTENTION_BACKENDS, PackedSeqs, backend_available, select_backend
+from .attention_mgte import ATTENTION_BACKENDS, PackedSeqs, PaddedLayout, backend_available, select_backend
 from .configuration_mgte import AUTO_MAP, MgteConfig, convert_config_dict
 from .modeling_mgte import (
     MgteEmbeddingOutput,
@@ -56,6 +56,7 @@ __all__ = [
     "MgtePackedOutput",
     "MgtePreTrainedModel",
     "PackedSeqs",
+    "PaddedLayout",
     "apply_rope",
     "backend_available",
     "convert_config_dict",

@@ -132,6 +132,35 @@ class PackedSeqs:
         return padded[self.key_padding_mask(padded.device)]
 
 
+class PaddedLayout:
+    """Stands in for `PackedSeqs` when the token axis is the flattened padded batch `(B·L)` (no packing).
+
+    Used by `MgteModel.encode_padded` with the padded backends (`sdpa`, `eager`): reshaping to `(B, L)` is all they
+    need and the key-padding mask is the attention mask itself — no Python-side lengths, so a traced or exported
+    graph keeps the batch and sequence sizes symbolic.
+    """
+
+    uniform = False
+
+    def __init__(self, attention_mask: torch.Tensor):
+        self.mask = attention_mask.bool()  # (B, L)
+
+    def key_padding_mask(self, device: torch.device) -> torch.Tensor:
+        return self.mask.to(device)
+
+    def positions(self) -> torch.Tensor:
+        """`(B·L,)` position of each token in its sequence, counted from its first valid token (any padding side)."""
+        return (self.mask.long().cumsum(1) - 1).clamp(min=0).reshape(-1)
+
+    def to_right_padded(self, packed: torch.Tensor) -> torch.Tensor:
+        """`(B·L, ...)` → `(B, L, ...)`."""
+        return packed.reshape(self.mask.shape[0], self.mask.shape[1], *packed.shape[1:])
+
+    def from_right_padded(self, padded: torch.Tensor) -> torch.Tensor:
+        """`(B, L, ...)` → `(B·L, ...)`."""
+        return padded.reshape(-1, *padded.shape[2:])
+
+
 # ---------------------------------------------------------------------------------------------- backends
 def eager_attention(q, k, v, seqs: PackedSeqs, *, dropout_p: float = 0.0, scaling: float):
     """Explicit matmul-softmax-matmul on the right-padded layout; the readable reference, returns the weights."""
@@ -154,24 +183,28 @@ def sdpa_attention(q, k, v, seqs: PackedSeqs, *, dropout_p: float = 0.0, scaling
 
 
 def packed_attention(q, k, v, seqs: PackedSeqs, *, dropout_p: float = 0.0, scaling: float):
-    """Exact packed attention for any device: one SDPA call per sequence, no padding computed.
+    """Exact packed attention for any device: one attention call per sequence, no padding computed.
 
-    Sequences of equal length are batched into one call, so a uniform batch costs a single SDPA.
+    A uniform batch is a single SDPA call on a `(B, n, L, d)` view, except short ones on CPU: the explicit path on
+    that view copies q, k, v (its batch dims do not fold), so they go sequence by sequence. Every call is 4-D,
+    because torch's fused CPU attention kernel takes only 4-D inputs (3-D falls back to the unfused math path).
     """
-    if seqs.uniform:  # one batched call on a (B, n, L, d) view
-        qp, kp, vp = (seqs.to_right_padded(t).transpose(1, 2) for t in (q, k, v))
+    if seqs.uniform and (seqs.lengths[0] > EXPLICIT_ATTENTION_MAX_LEN or q.device.type != "cpu"):
+        qp, kp, vp = (seqs.to_right_padded(t).transpose(1, 2) for t in (q, k, v))  # (B, n, L, d)
         out = _single_sequence_attention(qp, kp, vp, dropout_p, scaling).transpose(1, 2)  # (B, L, n, d)
         return seqs.from_right_padded(out), None
     outs = []
     for start, length in zip(seqs.cu_seqlens[:-1].tolist(), seqs.lengths):
-        qs, ks, vs = (t[start:start + length].transpose(0, 1) for t in (q, k, v))  # (n, len, d)
-        outs.append(_single_sequence_attention(qs, ks, vs, dropout_p, scaling).transpose(0, 1))  # (len, n, d)
+        qs, ks, vs = (t[None, start:start + length].transpose(1, 2) for t in (q, k, v))  # (1, n, len, d)
+        outs.append(_single_sequence_attention(qs, ks, vs, dropout_p, scaling)[0].transpose(0, 1))  # (len, n, d)
     return torch.cat(outs, dim=0), None
 
 
-# Up to this length a sequence's (n, len, len) score matrix is small, and the explicit matmul-softmax-matmul is as
-# fast as SDPA on CPU and rounds like the released (eager) code; longer sequences take SDPA's memory-efficient kernel.
-EXPLICIT_ATTENTION_MAX_LEN = 512
+# Up to this length the explicit matmul-softmax-matmul is as fast as SDPA's fused CPU kernel and rounds like the
+# released (eager) code; longer sequences take the fused kernel, which is faster and never holds the (n, len, len)
+# scores (measured per sequence, 12 heads of 64, fp32, one thread: equal up to 128 tokens, fused 1.3x faster at
+# 512 and 2.8x at 2048; see benchmarks/).
+EXPLICIT_ATTENTION_MAX_LEN = 128
 
 
 def _single_sequence_attention(q, k, v, dropout_p: float, scaling: float) -> torch.Tensor:
@@ -255,4 +288,4 @@ def select_backend(requested: str, device: torch.device, dtype: torch.dtype, *, 
     return "packed"
 
 
-__all__ = ["ATTENTION_BACKENDS", "PackedSeqs", "backend_available", "select_backend"]
+__all__ = ["ATTENTION_BACKENDS", "PackedSeqs", "PaddedLayout", "backend_available", "select_backend"]

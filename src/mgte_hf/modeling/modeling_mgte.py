@@ -27,7 +27,7 @@ from transformers.modeling_outputs import (
 )
 from transformers.utils import ModelOutput
 
-from .attention_mgte import ATTENTION_BACKENDS, PackedSeqs, select_backend
+from .attention_mgte import ATTENTION_BACKENDS, PackedSeqs, PaddedLayout, select_backend
 from .configuration_mgte import MgteConfig
 
 
@@ -74,7 +74,8 @@ def dense_embedding(cls_hidden: torch.Tensor, dimension: int | None = None) -> t
     """`(B, H)` CLS states → `(B, dimension)` L2-normalised dense vectors (truncate first, then normalise)."""
     if dimension is not None:
         cls_hidden = cls_hidden[:, :dimension]
-    return F.normalize(cls_hidden.float(), p=2, dim=-1).to(cls_hidden.dtype)
+    compute_dtype = torch.promote_types(cls_hidden.dtype, torch.float32)  # fp16/bf16 normalise in fp32, fp64 stays
+    return F.normalize(cls_hidden.to(compute_dtype), p=2, dim=-1).to(cls_hidden.dtype)
 
 
 def sparse_token_weights(classifier: nn.Linear, hidden: torch.Tensor) -> torch.Tensor:
@@ -437,18 +438,36 @@ class MgteModel(MgtePreTrainedModel):
             raise ValueError(f"A sequence of {seqs.max_seqlen} tokens exceeds max_position_embeddings "
                              f"({self.config.max_position_embeddings}) of this absolute-position model.")
 
-        x = self.embeddings(packed_ids, packed_types, positions, packed_embeds)  # (T, H)
-        cos, sin = rope_cos_sin(positions, rope_inv_freq(self.config, device))
-        cos, sin = cos.to(x.dtype), sin.to(x.dtype)
-        backend = self.attention_backend(device, x.dtype, need_weights=output_attentions)
-        x, hidden_states, attentions = self.encoder(x, cos, sin, seqs, backend, output_hidden_states,
-                                                    output_attentions)
+        dtype = self.embeddings.word_embeddings.weight.dtype if packed_embeds is None else packed_embeds.dtype
+        backend = self.attention_backend(device, dtype, need_weights=output_attentions)
+        x, hidden_states, attentions = self._run(packed_ids, packed_types, positions, packed_embeds, seqs, backend,
+                                                 output_hidden_states, output_attentions)
         return MgtePackedOutput(
             hidden=x,
             seqs=seqs,
             hidden_states=tuple(hidden_states) if hidden_states is not None else None,
             attentions=tuple(attentions) if attentions is not None else None,
         )
+
+    def _run(self, ids, types, positions, embeds, seqs, backend: str, output_hidden_states: bool = False,
+             output_attentions: bool = False):
+        """Embeddings → RoPE tables → layers on a token axis `(T,)` laid out as `seqs` says."""
+        x = self.embeddings(ids, types, positions, embeds)  # (T, H)
+        cos, sin = rope_cos_sin(positions, rope_inv_freq(self.config, x.device))  # (T, 1, d)
+        return self.encoder(x, cos.to(x.dtype), sin.to(x.dtype), seqs, backend, output_hidden_states,
+                            output_attentions)
+
+    def encode_padded(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """`(B, L)` → `(B, L, H)` without packing: padded SDPA with a key mask, shapes fixed by the input shape.
+
+        For exporters and compilers (ONNX, torch.export), where the packed path's data-dependent shapes cannot be
+        traced. Same modules and, on valid positions, the same numbers as `forward`; no input checks (they read
+        data), so validate before exporting.
+        """
+        batch, seq_len = input_ids.shape
+        layout = PaddedLayout(attention_mask)
+        x, _, _ = self._run(input_ids.reshape(-1), None, layout.positions(), None, layout, "sdpa")  # (B·L, H)
+        return x.reshape(batch, seq_len, -1)
 
     def forward(
         self,
