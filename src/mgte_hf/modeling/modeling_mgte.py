@@ -402,8 +402,8 @@ class MgteModel(MgtePreTrainedModel):
         position_ids: torch.Tensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
         seqlens: list[int] | torch.Tensor | None = None,
-        output_hidden_states: bool = False,
-        output_attentions: bool = False,
+        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None,
     ) -> MgtePackedOutput:
         """Run the encoder and keep the result packed (no re-padding).
 
@@ -421,6 +421,8 @@ class MgteModel(MgtePreTrainedModel):
                                                                 else inputs_embeds).shape[1]:
                 raise ValueError(f"seqlens {seqlens} must be positive and sum to the number of packed tokens.")
         _check_inputs(self.config, input_ids, attention_mask, token_type_ids, inputs_embeds)
+        output_hidden_states = _flag(output_hidden_states, self.config.output_hidden_states)
+        output_attentions = _flag(output_attentions, self.config.output_attentions)
         ref = input_ids if input_ids is not None else inputs_embeds
         device = ref.device
         if seqlens is not None:
@@ -483,12 +485,9 @@ class MgteModel(MgtePreTrainedModel):
         **kwargs,
     ) -> BaseModelOutputWithPooling | tuple:
         """Encode a padded batch `(B, L)` (or packed tokens with `seqlens`); see `encode_packed`."""
-        out = self.encode_packed(
-            input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
-            seqlens=seqlens,
-            output_hidden_states=_flag(output_hidden_states, self.config.output_hidden_states),
-            output_attentions=_flag(output_attentions, self.config.output_attentions),
-        )
+        out = self.encode_packed(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
+                                 seqlens=seqlens, output_hidden_states=output_hidden_states,
+                                 output_attentions=output_attentions)
         result = BaseModelOutputWithPooling(
             last_hidden_state=out.padded(out.hidden),
             pooler_output=self.pooler(out.cls) if self.pooler is not None else None,
@@ -538,8 +537,7 @@ class MgteForMaskedLM(MgtePreTrainedModel):
                 output_attentions=None, return_dict=None, seqlens=None, **kwargs) -> MaskedLMOutput | tuple:
         out = self.new.encode_packed(
             input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, seqlens=seqlens,
-            output_hidden_states=_flag(output_hidden_states, self.config.output_hidden_states),
-            output_attentions=_flag(output_attentions, self.config.output_attentions))
+            output_hidden_states=output_hidden_states, output_attentions=output_attentions)
         loss = None
         if labels is not None:
             packed_labels = out.seqs.pack(labels.reshape(out.seqs.padded_shape))  # (T,)
@@ -584,8 +582,7 @@ class MgteForSequenceClassification(MgtePreTrainedModel):
                 output_attentions=None, return_dict=None, seqlens=None, **kwargs) -> SequenceClassifierOutput | tuple:
         out = self.new.encode_packed(
             input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, seqlens=seqlens,
-            output_hidden_states=_flag(output_hidden_states, self.config.output_hidden_states),
-            output_attentions=_flag(output_attentions, self.config.output_attentions))
+            output_hidden_states=output_hidden_states, output_attentions=output_attentions)
         logits = self.classifier(self.dropout(self.new.pooler(out.cls)))  # (B, num_labels)
         loss = None if labels is None else classification_loss(self.config, logits, labels)
         result = SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=out.padded_hidden_states(),
@@ -630,8 +627,7 @@ class MgteForTokenClassification(MgtePreTrainedModel):
                 output_attentions=None, return_dict=None, seqlens=None, **kwargs) -> MgteTokenClassifierOutput | tuple:
         out = self.new.encode_packed(
             input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, seqlens=seqlens,
-            output_hidden_states=_flag(output_hidden_states, self.config.output_hidden_states),
-            output_attentions=_flag(output_attentions, self.config.output_attentions))
+            output_hidden_states=output_hidden_states, output_attentions=output_attentions)
         hidden = self.dropout(out.hidden)
         logits = self.classifier(hidden)  # (T, C)
         loss = None
@@ -674,8 +670,7 @@ class MgteForEmbedding(MgtePreTrainedModel):
         want_hidden = _flag(output_hidden_states, self.config.output_hidden_states)
         out = self.new.encode_packed(
             input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, seqlens=seqlens,
-            output_hidden_states=want_hidden,
-            output_attentions=_flag(output_attentions, self.config.output_attentions))
+            output_hidden_states=want_hidden, output_attentions=output_attentions)
         dense = dense_embedding(out.cls, dimension) if return_dense else None  # (B, dim)
         sparse = out.padded(sparse_token_weights(self.classifier, out.hidden)) if return_sparse else None  # (B, L)
         result = MgteEmbeddingOutput(
