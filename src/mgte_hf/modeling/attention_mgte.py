@@ -12,6 +12,7 @@ with `q, k, v` of shape `(total_tokens, num_heads, head_dim)` (RoPE already appl
 This file ships as Hub remote code: it imports only torch (xformers and flash-attn inside try/except).
 """
 
+import importlib.util
 from dataclasses import dataclass
 
 import torch
@@ -28,10 +29,9 @@ try:
 except Exception:  # noqa: BLE001
     flash_attn_varlen_func = None
 
-try:
-    from torch.nn.attention.varlen import varlen_attn
-except Exception:  # noqa: BLE001 - torch < 2.9
-    varlen_attn = None
+# torch's own varlen attention (torch >= 2.9) is imported on first use: importing it loads the compiler stack,
+# seconds that every CPU process would pay for a CUDA-only kernel.
+HAS_TORCH_VARLEN = importlib.util.find_spec("torch.nn.attention.varlen") is not None
 
 
 @dataclass
@@ -233,6 +233,8 @@ def flash_attention(q, k, v, seqs: PackedSeqs, *, dropout_p: float = 0.0, scalin
 
 def varlen_attention(q, k, v, seqs: PackedSeqs, *, dropout_p: float = 0.0, scaling: float):
     """torch's own varlen attention (CUDA, fp16/bf16, torch >= 2.9); no dropout support."""
+    from torch.nn.attention.varlen import varlen_attn
+
     cu = seqs.cu_seqlens.to(q.device)
     return varlen_attn(q, k, v, cu, cu, seqs.max_seqlen, seqs.max_seqlen, scale=scaling), None
 
@@ -260,7 +262,7 @@ def backend_available(name: str, device: torch.device, dtype: torch.dtype, train
     if name == "flash_attn":
         return flash_attn_varlen_func is not None and on_cuda and half
     if name == "varlen":
-        return varlen_attn is not None and on_cuda and half and not training
+        return HAS_TORCH_VARLEN and on_cuda and half and not training
     return False
 
 
