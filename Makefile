@@ -9,7 +9,7 @@ TORCH   ?= torch==2.13.0
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: venv demo data test test-slow bench lint format fetch-tokenizer clean
+.PHONY: venv demo demo-quick data test test-slow bench lint format fetch-tokenizer clean
 
 $(STAMP): pyproject.toml setup.cfg
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,8 +25,12 @@ fetch-tokenizer: venv
 data: venv
 	$(VENV)/bin/mgte-hf data build
 
+# Trains, evaluates and packages a small mGTE on real data (about 20 min on 2 cores; data fetched on first use).
 demo: venv
-	$(PY) examples/quickstart.py
+	$(VENV)/bin/mgte-hf demo --output demo-output
+
+demo-quick: venv
+	$(VENV)/bin/mgte-hf demo --quick --output demo-output-quick
 
 # pytest exits 5 when it collected no test; that is not a failure of the suite.
 test: venv fetch-tokenizer
