@@ -307,7 +307,7 @@ def test_shard_search_equals_in_memory_search(reference, embedder, mode):
         got = index.search(QUERIES, top_k=top_k, mode=mode, dense_weight=0.7, sparse_weight=0.3)
         want = memory.search(QUERIES, top_k=top_k, mode=mode, dense_weight=0.7, sparse_weight=0.3)
         assert_same_hits(got, want, exact=mode == "sparse")
-    single = index.search(QUERIES[0], top_k=1000, mode=mode)  # one query, top_k capped at the corpus size
+    single = index.search(QUERIES[0], top_k=1000, mode=mode, dense_weight=0.7, sparse_weight=0.3)  # top_k capped
     # encoded alone, the query's vector may differ from the batched one in the last bit: compare the best score
     assert len(single) == len(TEXTS) and abs(single[0].score - got[0][0].score) <= 1e-6
 
