@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import gc
 import statistics
 import time
@@ -14,6 +16,7 @@ from mgte_hf import MgteConfig
 
 
 GEMM_SHAPE = (4096, 768, 3072)  # (M, K, N): the feed-forward GEMM of the base model at 4 096 tokens
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters
 
 
 def linear_flops_per_token(config: MgteConfig) -> int:
@@ -116,6 +119,20 @@ def extra_peak_rss_mib(fn: Callable[[], object]) -> dict[str, float]:
     fn()
     peak = proc_status_mib("VmHWM")["VmHWM"]
     return {"rss_before_mib": before, "peak_mib": peak, "extra_peak_mib": peak - before}
+
+
+def keep_freed_memory() -> None:
+    """Make glibc keep freed memory for reuse instead of returning it to the OS (process-wide, for this process only).
+
+    By default glibc serves every buffer above 32 MiB with a fresh mmap and unmaps it on free, so each large activation
+    of a forward costs page faults and the kernel's zeroing of its pages. Raising the mmap and trim thresholds to their
+    maximum removes that cost, as jemalloc or tcmalloc would.
+    """
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    int_max = 2**31 - 1  # mallopt takes a C int
+    if not (hasattr(libc, "mallopt") and libc.mallopt(M_MMAP_THRESHOLD, int_max) and
+            libc.mallopt(M_TRIM_THRESHOLD, int_max)):
+        raise RuntimeError("keep_freed_memory needs glibc's mallopt (Linux with glibc).")
 
 
 def load_average() -> tuple[float, float, float]:

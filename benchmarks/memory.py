@@ -4,7 +4,8 @@ CPU tensors come from the C allocator, which neither tracemalloc nor torch's own
 keeps freed blocks makes a second measurement in the same process look smaller. So each measurement runs in its own
 process: build the model, warm up on a tiny input, reset the kernel's resident-set peak (VmHWM, via
 /proc/self/clear_refs), run one forward, and report the peak minus the resident size just before it. That extra peak
-is everything the forward needs beyond the weights: activations, attention scratch, allocator overhead.
+is everything the forward needs beyond the weights: activations, attention scratch, and the allocator's fragmentation,
+which grows with depth (so the model measured has the benchmark's depth; live tensors alone peak inside one layer).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import torch
 
 from .competitors import FORWARD_COMPETITORS, base_config, build_encoder, make_forward
 from .gte import gte_from_mgte
-from .measure import extra_peak_rss_mib
+from .measure import extra_peak_rss_mib, keep_freed_memory
 from .workloads import WORKLOADS, make_workload, token_ids
 
 
@@ -40,11 +41,11 @@ def forward_peak_mib(competitor: str, workload: str, layers: int, dtype: torch.d
 
 
 def measure_in_subprocess(competitor: str, workload: str, layers: int, dtype: torch.dtype, threads: int,
-                          seed: int = 0, sorted_batch: int = 8) -> dict[str, float]:
+                          seed: int = 0, sorted_batch: int = 8, keep_freed: bool = False) -> dict[str, float]:
     """`forward_peak_mib` in a fresh Python process with `threads` intra-op threads."""
     cmd = [sys.executable, "-m", "benchmarks.memory", "--competitor", competitor, "--workload", workload,
            "--layers", str(layers), "--dtype", str(dtype).removeprefix("torch."), "--threads", str(threads),
-           "--seed", str(seed), "--sorted-batch", str(sorted_batch)]
+           "--seed", str(seed), "--sorted-batch", str(sorted_batch), *(["--keep-freed-memory"] if keep_freed else [])]
     done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
     if done.returncode:
         raise RuntimeError(f"memory measurement failed ({' '.join(cmd)}):\n{done.stderr[-2000:]}")
@@ -60,8 +61,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--sorted-batch", type=int, default=8)
+    parser.add_argument("--keep-freed-memory", action="store_true", help="see measure.keep_freed_memory")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.keep_freed_memory:
+        keep_freed_memory()
     figures = forward_peak_mib(args.competitor, args.workload, args.layers, getattr(torch, args.dtype), args.seed,
                              args.sorted_batch)
     print(json.dumps(figures))

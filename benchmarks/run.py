@@ -35,7 +35,7 @@ from .competitors import (
     ours_train_step,
 )
 from .gte import gte_from_mgte, gte_mlm_from_mgte
-from .measure import encoder_flops, gemm_probe, interleaved_times, load_average
+from .measure import encoder_flops, gemm_probe, interleaved_times, keep_freed_memory, load_average
 from .memory import measure_in_subprocess
 from .workloads import WORKLOADS, Workload, make_workload, token_ids
 
@@ -98,8 +98,8 @@ def forward_section(workload: Workload, model, gte, args: argparse.Namespace) ->
             if ref in section["competitors"]:
                 entry[f"vs_{ref}"] = section["competitors"][ref]["median_s"] / entry["median_s"]
         if args.memory:
-            figures = measure_in_subprocess(name, workload.name, args.memory_layers, model.dtype, args.threads,
-                                            args.seed, args.sorted_batch)
+            figures = measure_in_subprocess(name, workload.name, config.num_hidden_layers, model.dtype, args.threads,
+                                            args.seed, args.sorted_batch, args.keep_freed_memory)
             entry["extra_peak_mib"] = figures["extra_peak_mib"]
     return section
 
@@ -193,7 +193,7 @@ def target_values(report: dict) -> list[float | None]:
 def format_report(report: dict) -> str:
     """The human-readable table of a report."""
     lines = [f"mgte-hf benchmark — {report['layers']} layers, {report['dtype']}, {report['threads']} threads, "
-             f"load average {report['load_before']} → {report['load_after']}"]
+             f"allocator {report['allocator']}, load average {report['load_before']} → {report['load_after']}"]
     if report["layers"] != 12:
         lines.append(f"(tokens/s of the 12-layer model ≈ these × {report['layers']}/12; ratios and shares carry "
                      "over)")
@@ -259,11 +259,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=3, help="timed calls per competitor (the median is kept)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--sorted-batch", type=int, default=8, help="mini-batch size of the length-sorted baseline")
-    parser.add_argument("--memory-layers", type=int, default=2,
-                        help="layers of the model measured for peak memory (inference peaks inside one layer)")
     parser.add_argument("--train-layers", default="1,2",
                         help="depths of the MLM training-step comparison (two or more also project to 12 layers)")
     parser.add_argument("--no-memory", dest="memory", action="store_false", help="skip peak-memory measurements")
+    parser.add_argument("--keep-freed-memory", action="store_true",
+                        help="tune glibc to reuse freed memory (see measure.keep_freed_memory); default: as installed")
     parser.add_argument("--no-bf16", dest="bf16", action="store_false", help="skip the bf16 comparison")
     parser.add_argument("--no-train", dest="train", action="store_false", help="skip the MLM training step")
     parser.add_argument("--gemm-repeats", type=int, default=10,
@@ -280,7 +280,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.train_layers = []
     if not args.train_layers or args.train_layers[0] < 1:
         parser.error("--train-layers takes positive depths, e.g. 1,2.")
-    for name in ("layers", "threads", "repeats", "sorted_batch", "memory_layers", "gemm_repeats"):
+    for name in ("layers", "threads", "repeats", "sorted_batch", "gemm_repeats"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1.")
     return args
@@ -289,8 +289,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def run(args: argparse.Namespace) -> dict:
     """Run every section the arguments ask for and return the report."""
     torch.set_num_threads(args.threads)
+    if args.keep_freed_memory:
+        keep_freed_memory()
     report = {
         "layers": args.layers, "dtype": args.dtype, "threads": args.threads, "repeats": args.repeats,
+        "allocator": "glibc, freed memory kept" if args.keep_freed_memory else "as installed",
         "torch": torch.__version__, "cpu": platform.processor() or platform.machine(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(), "load_before": load_average(), "workloads": {},
     }

@@ -3,6 +3,10 @@ that compute the same thing, timing and memory plumbing, report assembly. Speed 
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 from benchmarks import gpu_check, profile_forward, run
@@ -138,6 +142,31 @@ def test_extra_peak_rss_sees_torch_allocations():
     assert extra_peak_rss_mib(lambda: None)["extra_peak_mib"] < 16
 
 
+FAULTS_OF_A_SECOND_BUFFER = """
+import resource, torch
+from benchmarks.measure import keep_freed_memory
+
+def faults_of_second_buffer():
+    torch.ones(64 * 2**20 // 4).sum()  # allocated and freed
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    torch.ones(64 * 2**20 // 4).sum()
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+default = faults_of_second_buffer()
+keep_freed_memory()
+print(default, faults_of_second_buffer())
+"""
+
+
+def test_keep_freed_memory_stops_page_faults_on_reuse():
+    """In a fresh process (the setting is process-wide): a second 64 MiB buffer faults in all its pages by default
+    and almost none once glibc keeps freed memory."""
+    done = subprocess.run([sys.executable, "-c", FAULTS_OF_A_SECOND_BUFFER], capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parents[1], check=True)
+    default, kept = map(int, done.stdout.split())
+    assert default > 10_000 and kept < 1_000  # 64 MiB = 16 384 pages of 4 KiB
+
+
 # ---------------------------------------------------------------------------------------------- competitors
 def test_forward_competitors_agree(encoder):
     seqs = token_ids(LENGTHS, encoder.config.vocab_size)
@@ -201,7 +230,8 @@ def test_forward_section_on_a_tiny_model(encoder):
 def test_targets_and_table_from_a_report():
     entry = {"median_s": 1.0, "tokens_per_s": 100.0, "bound_share": 0.9}
     report = {
-        "layers": 2, "dtype": "float32", "threads": 2, "load_before": (0.1, 0.1, 0.1), "load_after": (0.2, 0.1, 0.1),
+        "layers": 2, "dtype": "float32", "threads": 2, "allocator": "as installed", "load_before": (0.1, 0.1, 0.1),
+        "load_after": (0.2, 0.1, 0.1),
         "workloads": {"uniform": {
             "real_tokens": 100, "real_share_of_padded": 1.0, "gemm_flops_per_s": 1e11, "bound_tokens_per_s": 111.0,
             "min_cosine_vs_gte_padded": 1.0, "max_abs_diff_vs_gte_padded": 0.0,

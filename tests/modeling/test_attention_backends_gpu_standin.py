@@ -4,7 +4,8 @@ Each stand-in computes what the real kernel computes — xformers: attention ove
 materialised block-diagonal mask; the varlen kernels: attention within each `cu_seqlens` segment — and records how
 it was called. The tests check the wiring (shapes, mask, offsets, scale, dropout) and the results against the packed
 backend, the automatic choice, and a whole model running through each backend. The real kernels are exercised by
-`python -m benchmarks.gpu_check` on a CUDA machine.
+`python -m benchmarks.gpu_check` on a CUDA machine. The last tests cover the CPU paths tuned for speed and memory (the
+packed backend around its explicit-attention limit, the chunked in-place feed-forward of inference).
 """
 
 from types import SimpleNamespace
@@ -14,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from mgte_hf import MgteModel
-from mgte_hf.modeling import attention_mgte
+from mgte_hf.modeling import attention_mgte, modeling_mgte
 from mgte_hf.modeling.attention_mgte import PackedSeqs, select_backend
 from tiny import make_model, random_batch, valid_rows
 
@@ -180,3 +181,23 @@ def test_packed_backend_on_both_sides_of_the_explicit_limit(monkeypatch, lengths
     torch.testing.assert_close(got, expected, atol=1e-6, rtol=1e-5)
     fused = [n for n in lengths if n > 8]
     assert dims == ([4] if seqs.uniform and fused else [4] * len(fused))
+
+
+def test_inference_feed_forward_in_chunks_equals_the_autograd_path(monkeypatch):
+    """Without autograd the feed-forward runs on token chunks with an in-place product (the CPU memory and speed
+    path); it must compute what the plain path computes under autograd, and leave its input alone."""
+    monkeypatch.setattr(modeling_mgte, "MLP_CHUNK_TOKENS", 5)
+    model = make_model(MgteModel)
+    ids, mask = random_batch([9, 1, 14, 4])
+    with torch.no_grad():
+        chunked = model(input_ids=ids, attention_mask=mask).last_hidden_state
+    plain = model(input_ids=ids, attention_mask=mask).last_hidden_state
+    assert plain.requires_grad
+    torch.testing.assert_close(chunked, plain.detach(), atol=1e-6, rtol=1e-5)
+    mlp = model.encoder.layer[0].mlp
+    x = torch.randn(13, model.config.hidden_size)
+    before = x.clone()
+    with torch.no_grad():
+        out = mlp(x)
+    assert torch.equal(x, before) and out.shape == x.shape
+    torch.testing.assert_close(out, mlp(x).detach(), atol=1e-6, rtol=1e-5)
