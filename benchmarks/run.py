@@ -131,7 +131,8 @@ def train_step_times(layers: int, args: argparse.Namespace) -> dict:
     theirs = gte_mlm_from_mgte(ours)
     seqs = token_ids(make_workload("skewed", args.seed).lengths, ours.config.vocab_size, args.seed)
     labels = mlm_labels(seqs, seed=args.seed)
-    fns = {"gte-padded": gte_train_step(theirs, seqs, labels), "ours": ours_train_step(ours, seqs, labels)}
+    fns = {"gte-padded": gte_train_step(theirs, seqs, labels, args.train_micro_batch),
+           "ours": ours_train_step(ours, seqs, labels)}
     losses, times = time_competitors(fns, args.repeats)
     return {"times_s": times, "median_s": {name: statistics.median(t) for name, t in times.items()},
             "warmup_loss": {name: float(v) for name, v in losses.items()},
@@ -261,6 +262,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--sorted-batch", type=int, default=8, help="mini-batch size of the length-sorted baseline")
     parser.add_argument("--train-layers", default="1,2",
                         help="depths of the MLM training-step comparison (two or more also project to 12 layers)")
+    parser.add_argument("--train-micro-batch", type=int, default=8,
+                        help="rows per micro-batch of the padded MLM step (same work, gradients accumulated)")
     parser.add_argument("--no-memory", dest="memory", action="store_false", help="skip peak-memory measurements")
     parser.add_argument("--keep-freed-memory", action="store_true",
                         help="tune glibc to reuse freed memory (see measure.keep_freed_memory); default: as installed")
@@ -280,14 +283,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.train_layers = []
     if not args.train_layers or args.train_layers[0] < 1:
         parser.error("--train-layers takes positive depths, e.g. 1,2.")
-    for name in ("layers", "threads", "repeats", "sorted_batch", "gemm_repeats"):
+    for name in ("layers", "threads", "repeats", "sorted_batch", "gemm_repeats", "train_micro_batch"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1.")
     return args
 
 
 def run(args: argparse.Namespace) -> dict:
-    """Run every section the arguments ask for and return the report."""
+    """Run every section the arguments ask for and return the report (written to `--json` after each section)."""
     torch.set_num_threads(args.threads)
     if args.keep_freed_memory:
         keep_freed_memory()
@@ -302,10 +305,12 @@ def run(args: argparse.Namespace) -> dict:
     for name in args.workloads:
         logger.info("workload %s", name)
         report["workloads"][name] = forward_section(make_workload(name, args.seed), model, gte, args)
+        checkpoint(report, args.json)
     del gte
     if args.bf16 and args.dtype == "float32":
         logger.info("bf16 comparison")
         report["bf16"] = bf16_section(model, args)
+        checkpoint(report, args.json)
     del model
     if args.train:
         logger.info("MLM training step")
@@ -316,7 +321,14 @@ def run(args: argparse.Namespace) -> dict:
          "met": None if v is None else (v >= t if c == ">=" else v <= t)}
         for (s, q, c, t), v in zip(TARGETS, target_values(report))
     ]
+    checkpoint(report, args.json)
     return report
+
+
+def checkpoint(report: dict, path: Path | None) -> None:
+    """Write the report so far, so that a run stopped by a later section keeps what it measured."""
+    if path is not None:
+        path.write_text(json.dumps(report, indent=1))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -325,7 +337,6 @@ def main(argv: list[str] | None = None) -> None:
     report = run(args)
     print(format_report(report))
     if args.json:
-        args.json.write_text(json.dumps(report, indent=1))
         logger.info("report written to %s", args.json)
 
 

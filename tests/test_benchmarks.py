@@ -3,6 +3,7 @@ that compute the same thing, timing and memory plumbing, report assembly. Speed 
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -211,6 +212,12 @@ def test_training_steps_compute_the_same_loss_and_gradients():
     qkv = ours.new.encoder.layer[0].attention.qkv_proj.weight.grad
     torch.testing.assert_close(qkv[: qkv.shape[0] // 3], theirs.gte.layers[0].self_attn.q_proj.weight.grad,
                                atol=1e-5, rtol=1e-4)
+    whole = {name: p.grad.clone() for name, p in theirs.named_parameters() if p.grad is not None}
+    loss_micro = gte_train_step(theirs, seqs, labels, micro_batch=2)()  # rows in pairs, gradients accumulated
+    torch.testing.assert_close(loss_micro, loss_theirs, atol=1e-6, rtol=1e-6)
+    for name, p in theirs.named_parameters():
+        if name in whole:
+            torch.testing.assert_close(p.grad, whole[name], atol=1e-6, rtol=1e-5)
 
 
 # ---------------------------------------------------------------------------------------------- reports
@@ -289,3 +296,11 @@ def test_training_step_projection_to_twelve_layers():
     assert run.parse_args(["--train-layers", "2,1,2"]).train_layers == [1, 2]
     with pytest.raises(SystemExit):
         run.parse_args(["--train-layers", "one"])
+
+
+def test_each_section_is_written_as_soon_as_it_is_measured(tmp_path):
+    """A run stopped by a later section (e.g. killed for memory) keeps the sections already measured."""
+    path = tmp_path / "report.json"
+    run.checkpoint({"workloads": {"skewed": {"sequences": 32}}}, path)
+    assert json.loads(path.read_text()) == {"workloads": {"skewed": {"sequences": 32}}}
+    run.checkpoint({"workloads": {}}, None)  # no --json: nothing written, no error

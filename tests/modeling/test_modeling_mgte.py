@@ -13,6 +13,7 @@ from mgte_hf import (
     MgteForTokenClassification,
     MgteModel,
 )
+from mgte_hf.modeling.modeling_mgte import apply_rope
 from tiny import make_config, make_model, random_batch, valid_rows
 
 
@@ -304,6 +305,18 @@ def test_config_is_the_only_source_of_rope():
         after = model(input_ids=ids).last_hidden_state
     assert not torch.allclose(before, after)
     assert isinstance(model.config, MgteConfig)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_inference_rope_is_bitwise_the_autograd_rope(dtype):
+    """Without autograd RoPE writes into one buffer; it must round exactly as x·cos + rot(x)·sin and leave x alone."""
+    g = torch.Generator().manual_seed(0)
+    x, cos, sin = (torch.randn(shape, generator=g).to(dtype) for shape in ((9, 3, 8), (9, 1, 8), (9, 1, 8)))
+    before = x.clone()
+    expected = apply_rope(x, cos, sin)
+    with torch.no_grad():
+        got = apply_rope(x, cos, sin)
+    assert torch.equal(got, expected) and torch.equal(x, before)
 
 
 def test_packed_mlm_with_labels_equals_padded():

@@ -66,7 +66,15 @@ def rope_cos_sin(positions: torch.Tensor, inv_freq: torch.Tensor) -> tuple[torch
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     """Rotate-half RoPE on `(T, n, d)`: x·cos + rot(x)·sin with rot([x1, x2]) = [-x2, x1]."""
     x1, x2 = x.chunk(2, dim=-1)
-    return x * cos + torch.cat((-x2, x1), dim=-1) * sin
+    if torch.is_grad_enabled():
+        return x * cos + torch.cat((-x2, x1), dim=-1) * sin
+    # Without autograd, the same products and sums go into one buffer (no rotated copy, no temporary sum):
+    # x1·c1 - x2·s1 and x2·c2 + x1·s2 round exactly as x·cos + rot(x)·sin.
+    half = x.shape[-1] // 2
+    out = x * cos  # (T, n, d)
+    out[..., :half].sub_(x2 * sin[..., :half])
+    out[..., half:].add_(x1 * sin[..., half:])
+    return out
 
 
 # ============================================================================================== pooling (pure)
