@@ -187,6 +187,10 @@ def test_mine_negatives_never_returns_the_positive(tiny_tokenizer):
         assert set(group["negatives"]) <= {r["positive"] for r in rows}
     hybrid = mine_negatives(embedder, rows, count=2, skip=0, hybrid=True)
     assert all(r["positive"] not in g["negatives"] for r, g in zip(rows, hybrid))
+    # 6 positives: each query has 5 others, so a skip of 50 falls back to 3 (the two lowest-scored others)
+    too_far = mine_negatives(embedder, rows, count=2, skip=50)
+    assert too_far == mine_negatives(embedder, rows, count=2, skip=3)
+    assert all(len(g["negatives"]) == 2 for g in too_far) and too_far != groups
 
 
 def test_rerank_run_reorders_only_the_top(tiny_tokenizer):

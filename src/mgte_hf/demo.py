@@ -73,7 +73,7 @@ METHOD_LABELS = {"bm25": "BM25", "dense_mlm": "dense (MLM only)", "dense_contras
                  "dense": "dense (+TRM)", "sparse": "sparse (TRM)", "hybrid": "hybrid (TRM)",
                  "rerank": "hybrid → rerank"}
 UDHR_ENGLISH = "eng"
-HYBRID_SPARSE_WEIGHTS = (0.03, 0.1, 0.3, 1.0, 3.0)  # candidates for the hybrid's sparse weight (dense weight 1)
+HYBRID_SPARSE_WEIGHTS = (0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0)  # candidates for the hybrid's sparse weight (dense weight 1)
 VERIFY_TOLERANCE = 1e-4  # largest |Δ| of a score or vector between the fresh process and the report's model
 
 
@@ -106,6 +106,8 @@ class DemoConfig:
         rev_ntk_factor: revNTK factor of contrastive pre-training.
         query_length, passage_length: truncation for the contrastive, TRM and reranker stages.
         num_negatives: hard negatives per TRM query; reranker groups are 1 positive + `reranker_negatives`.
+        negative_skip: hard negatives are mined after this many top-scored passages (Debian describes many packages
+            alike, e.g. a library and its -dev package, so the very top are mostly false negatives).
         matryoshka_dimensions: dense prefixes trained by the TRM loss.
         eval_sets: BEIR sets under `<cache>/beir/` (`name` or `name:max_queries`).
         bible_chapters: documents kept from the Bible corpus (a seeded sample; queries of those chapters only).
@@ -116,26 +118,27 @@ class DemoConfig:
 
     languages: tuple[str, ...] = ("en", "de", "es", "ja")
     udhr_codes: tuple[str, ...] = ("eng", "deu_1996", "spa", "jpn", "fra", "ita")
-    mlm_texts: int = 4000
-    pair_count: int = 2000
-    crosslingual_count: int = 1500
-    trm_count: int = 1200
+    mlm_texts: int = 8000
+    pair_count: int = 3000
+    crosslingual_count: int = 2000
+    trm_count: int = 2400
     dev_count: int = 300
-    reranker_count: int = 600
+    reranker_count: int = 1000
     hidden_size: int = 128
     num_layers: int = 4
     num_heads: int = 2
     intermediate_size: int = 256
     mlm_lengths: tuple[int, int] = (128, 512)
     mlm_rope_thetas: tuple[float, float] = (10000.0, 160000.0)
-    mlm: StageBudget = StageBudget(steps=30, batch_size=2048, learning_rate=2e-3, max_seconds=100)
-    contrastive: StageBudget = StageBudget(steps=70, batch_size=16, learning_rate=1e-3, max_seconds=270)
-    trm: StageBudget = StageBudget(steps=45, batch_size=8, learning_rate=5e-4, max_seconds=210)
-    reranker: StageBudget = StageBudget(steps=25, batch_size=8, learning_rate=5e-4, max_seconds=120)
+    mlm: StageBudget = StageBudget(steps=600, batch_size=2048, learning_rate=2e-3, max_seconds=210)
+    contrastive: StageBudget = StageBudget(steps=600, batch_size=32, learning_rate=3e-3, max_seconds=270)
+    trm: StageBudget = StageBudget(steps=200, batch_size=16, learning_rate=1e-3, max_seconds=120)
+    reranker: StageBudget = StageBudget(steps=300, batch_size=8, learning_rate=1e-3, max_seconds=100)
     rev_ntk_factor: float = 4.0  # the MLM context (512) over the contrastive passage length (128)
     query_length: int = 32
     passage_length: int = 128
     num_negatives: int = 2
+    negative_skip: int = 20
     reranker_negatives: int = 3
     matryoshka_dimensions: tuple[int, ...] = (32, 64, 128)
     eval_sets: tuple[str, ...] = ("gnome-en", "gnome-de-en", "gnome-ja-en", "bible-en:200", "bible-es-en:200")
@@ -379,9 +382,11 @@ def mine_negatives(embedder: MgteEmbedder, rows: list[dict[str, str]], count: in
                    hybrid: bool = False) -> list[dict[str, Any]]:
     """Groups `{query, positive, negatives}`: the best-scored other positives of the set, after the first `skip`.
 
-    Skipping the very top leaves out near-duplicates that are likely false negatives.
+    Skipping the very top leaves out near-duplicates that are likely false negatives; a set too small for `skip`
+    skips fewer, so that every group still gets `count` negatives.
     """
     positives = list(dict.fromkeys(r["positive"] for r in rows))
+    skip = max(0, min(skip, len(positives) - 1 - count))
     index = {text: i for i, text in enumerate(positives)}
     q = embedder.encode_queries([r["query"] for r in rows], sparse=hybrid, convert_to="torch")
     d = embedder.encode_corpus(positives, sparse=hybrid, convert_to="torch")
@@ -606,7 +611,7 @@ def run_demo(output: str | os.PathLike, cache: str | os.PathLike | None = None, 
                                           **eval_kwargs)[0], "dense_contrastive")
     with timed(timings, "mine_trm"):
         groups = mine_negatives(_embedder(ckpt["contrastive"], tokenizer, config.passage_length), data.finetune,
-                                config.num_negatives)
+                                config.num_negatives, skip=config.negative_skip)
     with timed(timings, "trm"):
         stages["trm"] = train_trm(ckpt["contrastive"], tokenizer, groups, ckpt["trm"], config, quiet)
     with timed(timings, "eval_trm"):
@@ -619,7 +624,7 @@ def run_demo(output: str | os.PathLike, cache: str | os.PathLike | None = None, 
     with timed(timings, "mine_reranker"):
         rows = _sample(random.Random(config.seed + 1), data.finetune, config.reranker_count)
         rerank_groups = mine_negatives(_embedder(ckpt["trm"], tokenizer, config.passage_length), rows,
-                                       config.reranker_negatives, hybrid=True)
+                                       config.reranker_negatives, skip=config.negative_skip, hybrid=True)
     with timed(timings, "reranker"):
         stages["reranker"] = train_reranker(ckpt["contrastive"], tokenizer, rerank_groups, ckpt["reranker"], config,
                                             quiet)
