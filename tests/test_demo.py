@@ -83,7 +83,14 @@ def micro_config(**overrides) -> DemoConfig:
 @pytest.fixture(scope="module")
 def demo_run(tiny_cache, tmp_path_factory):
     out = tmp_path_factory.mktemp("demo-out")
-    return run_demo(out, tiny_cache, micro_config(), build=False, quiet=True), out
+    cwd = os.getcwd()
+    os.chdir(out.parent)  # a relative output folder, as `make demo` passes it
+    try:
+        result = run_demo(out.name, tiny_cache, micro_config(), build=False, quiet=True)
+    finally:
+        os.chdir(cwd)
+    assert result.output == out  # resolved: every path of the result works from any working directory
+    return result, out
 
 
 # ------------------------------------------------------------------------------------------------ the pipeline

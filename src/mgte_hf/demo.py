@@ -574,7 +574,8 @@ def run_demo(output: str | os.PathLike, cache: str | os.PathLike | None = None, 
         quiet: no progress bars.
     """
     config = config or DemoConfig.full()
-    out, root = Path(output), cache_root(cache)
+    # Absolute: the fresh-process check runs in a temporary folder, and `make demo` passes a relative folder.
+    out, root = Path(output).resolve(), cache_root(cache)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)
     timings: dict[str, float] = {}
