@@ -25,7 +25,7 @@ fetch-tokenizer: venv
 data: venv
 	$(VENV)/bin/mgte-hf data build
 
-# Trains, evaluates and packages a small mGTE on real data (about 20 min on 2 cores; data fetched on first use).
+# Trains, evaluates and packages a small mGTE on real data (about 12 min on 2 cores from a fresh clone, data included).
 demo: venv
 	$(VENV)/bin/mgte-hf demo --output demo-output
 

@@ -150,7 +150,8 @@ class DemoConfig:
 
     @classmethod
     def full(cls) -> DemoConfig:
-        """The `make demo` run: about 20 minutes on 2 CPU cores."""
+        """The `make demo` run: about 10 minutes of pipeline on 2 quiet CPU cores (each stage also has a time cap, so
+        a slower or busier machine stops stages early and says so: at most 700 s of training in all)."""
         return cls()
 
     @classmethod
