@@ -103,7 +103,8 @@ def gte_train_step(model: GteForMaskedLM, seqs: list[torch.Tensor], labels: list
     ids, mask = (t.to(device) for t in padded_batch(seqs, PAD_ID))  # (B, L) at the batch's longest length
     padded_labels = padded_batch(labels, -100)[0].to(device)  # (B, L)
     total = int((padded_labels != -100).sum())
-    rows = [slice(start, start + (micro_batch or len(seqs))) for start in range(0, len(seqs), micro_batch or len(seqs))]
+    size = micro_batch or len(seqs)
+    rows = [slice(start, start + size) for start in range(0, len(seqs), size)]
 
     def run() -> torch.Tensor:
         model.zero_grad(set_to_none=True)
