@@ -267,8 +267,8 @@ def test_gpu_check_logic_runs_on_cpu(encoder):
                                  "--repeats", "1", "--gemm-repeats", "1"])
     seqs = token_ids(LENGTHS, encoder.config.vocab_size)
     report = gpu_check.check(encoder, gte_from_mgte(encoder).eval(), seqs, args)
-    assert report["backends_available"] == ["packed"] and set(report["parity_min_cosine"]) == {"auto", "packed"}
-    assert report["targets_met"]["parity"] and encoder.config.attn_backend == "auto"
+    assert report["kernels_available"] == [] and set(report["parity_min_cosine"]) == {"sdpa"}
+    assert report["targets_met"]["parity"] and encoder.config._attn_implementation == "sdpa"
     docs = report["documents"]
     assert docs["real_tokens"] == sum(LENGTHS) and docs["ours"]["vs_gte-padded"] > 0
     assert "ours vs padded (corpus order)" in gpu_check.format_report(report)

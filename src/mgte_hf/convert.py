@@ -260,12 +260,16 @@ def _merge_packed(state_dict: Mapping[str, torch.Tensor], config: MgteConfig) ->
 # ============================================================================================== configs
 def new_config_dict(config: MgteConfig, architecture: str, dtype: torch.dtype) -> dict:
     """The released-layout config.json (model_type "new", auto_map into Alibaba-NLP/new-impl) for our config."""
+    kind = config.rope_parameters.get("rope_type", "default")
+    if kind not in ("default", "ntk"):
+        raise ValueError(f"RoPE type {kind!r} has no released ('new') equivalent: the released code knows plain RoPE "
+                         "and the static NTK only. Convert to 'mgte' or 'gte' instead.")
     out = {key: _plain(getattr(config, key)) for key in (*NEW_CONFIG_DEFAULTS, *_NEW_EXTRA_KEYS)}
     out.update(
         model_type="new",
         architectures=list(ARCHITECTURES[architecture][0]),
         auto_map=dict(NEW_IMPL_AUTO_MAP),
-        use_memory_efficient_attention=config.attn_backend == "xformers",
+        use_memory_efficient_attention=config._attn_implementation == "mgte_xformers",
         unpad_inputs=False,  # as released: the released unpadded path crashes on one-token batches (SPEC §5.7)
         torch_dtype=_dtype_name(dtype),
     )
@@ -285,12 +289,13 @@ def gte_config(config: MgteConfig, architecture: str, dtype: torch.dtype):
     from transformers import GteConfig
 
     check_gte_compatible(config, architecture)
-    if config.rope_scaling is None:
-        rope = {"rope_type": "default", "rope_theta": config.rope_theta}
-    else:  # static NTK (f, b) == linear scaling by f^(2/d) at theta b·f
-        factor = float(config.rope_scaling["factor"])
+    kind = config.rope_parameters.get("rope_type", "default")
+    if kind == "ntk":  # static NTK (f, b) == linear scaling by f^(2/d) at theta b·f
+        factor = float(config.rope_parameters["factor"])
         rope = {"rope_type": "linear", "factor": factor ** (2 / config.head_dim),
                 "rope_theta": config.rope_theta * factor}
+    else:  # plain RoPE and transformers' own scaled types mean the same in Gte
+        rope = dict(config.rope_parameters)
     keys = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "hidden_act",
             "hidden_dropout_prob", "attention_probs_dropout_prob", "max_position_embeddings", "type_vocab_size",
             "initializer_range", "layer_norm_eps", "pad_token_id", "classifier_dropout", "tie_word_embeddings",

@@ -201,7 +201,7 @@ def test_contrastive_trainer_trains_at_base_over_f_and_saves_the_inference_confi
     assert any(h.get("eval_score") == 0.5 for h in trainer.state.log_history)
     assert (model.config.rope_theta, model.config.rope_scaling) == (20000.0, ntk8)  # leaves in inference form
     checkpoint = json.loads((tmp_path / "out" / "checkpoint-1" / "config.json").read_text())
-    assert (checkpoint["rope_theta"], checkpoint["rope_scaling"]) == (20000.0, ntk8)
+    assert checkpoint["rope_parameters"] == {"rope_type": "ntk", "rope_theta": 20000.0, "factor": 8.0}
 
     trainer.save_model(str(tmp_path / "final"))
     saved = MgteForEmbedding.from_pretrained(tmp_path / "final")
