@@ -60,8 +60,9 @@ def test_fixture_as_gte_matches_ours(head, fixture_dir, fixture_batch, tmp_path)
     ours = _outputs(ours_cls.from_pretrained(fixture_dir / head).eval(), ids, mask, key)
     gte = _outputs(gte_cls.from_pretrained(tmp_path / "gte").eval(), ids, mask, key)
     # fp32: 1e-5 absolute; MLM logits reach |16|, where fp32 rounding alone is ~1e-5 (the released code and
-    # transformers' Gte differ by 1.05e-5 there), so they get a relative term on top.
-    torch.testing.assert_close(gte, ours, atol=1e-5, rtol=1e-6 if head == "mlm" else 0.0)
+    # transformers' Gte differ by 1.05e-5 there, our chunked inference feed-forward by 1.2e-5), so they get 2e-5.
+    # The float64 comparison below is the exact one.
+    torch.testing.assert_close(gte, ours, atol=2e-5 if head == "mlm" else 1e-5, rtol=0.0)
 
     # float64 shows that the conversion itself is exact (what remains in fp32 is rounding)
     ours64 = _outputs(ours_cls.from_pretrained(fixture_dir / head, dtype=torch.float64).eval(), ids, mask, key)
