@@ -20,9 +20,7 @@ import logging
 import os
 import re
 import shutil
-import tempfile
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +30,7 @@ from safetensors.torch import save_file
 
 from .modeling import MgteConfig, convert_config_dict, copy_modeling_files
 from .modeling.configuration_mgte import NEW_CONFIG_DEFAULTS
+from .outputs import staged_folder
 
 
 logger = logging.getLogger(__name__)
@@ -384,7 +383,7 @@ def convert_checkpoint(
     if not (src / CONFIG_NAME).is_file():
         raise FileNotFoundError(f"{src} is not a checkpoint folder (no {CONFIG_NAME}).")
     checkpoint = read_checkpoint(src)
-    with staged_output(dst, overwrite=overwrite, protect=src) as tmp:
+    with staged_folder(dst, overwrite=overwrite, protect=src) as tmp:
         write_checkpoint(checkpoint, tmp, to)
         if copy_tokenizer:
             for name in TOKENIZER_FILES:
@@ -392,31 +391,6 @@ def convert_checkpoint(
                     shutil.copyfile(src / name, tmp / name)
     logger.info("Converted %s (%s, %s) to %s (%s).", src, checkpoint.architecture, checkpoint.dtype, dst, to)
     return checkpoint
-
-
-@contextmanager
-def staged_output(dst: str | os.PathLike, *, overwrite: bool = False, protect: Path | None = None) -> Iterator[Path]:
-    """Yield an empty temporary folder beside `dst`; on success it replaces `dst`, on error it is removed.
-
-    Refuses a non-empty `dst` unless `overwrite`, and a `dst` that is `protect` (the source) or contains it.
-    """
-    dst = Path(dst).resolve()
-    if protect is not None and (dst == protect.resolve() or dst in protect.resolve().parents):
-        raise ValueError(f"The output folder {dst} must not be the source folder or contain it.")
-    if dst.exists() and (not dst.is_dir() or any(dst.iterdir())) and not overwrite:
-        raise FileExistsError(f"{dst} exists and is not empty; choose another folder or pass overwrite=True.")
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", dir=dst.parent))
-    try:
-        yield tmp
-        if dst.is_dir():
-            shutil.rmtree(dst)
-        elif dst.exists():
-            dst.unlink()
-        os.replace(tmp, dst)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
 
 
 def _read_json(path: Path) -> dict:
@@ -440,7 +414,6 @@ __all__ = [
     "load_state_dict",
     "new_config_dict",
     "read_checkpoint",
-    "staged_output",
     "to_gte_state_dict",
     "write_checkpoint",
 ]

@@ -22,9 +22,9 @@ import logging
 import os
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import overload
+from typing import Generic, TypeVar, overload
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -33,6 +33,7 @@ from . import scoring
 from .inference.common import check_choice, check_positive_int, check_texts
 from .inference.embedder import EmbeddingResult, MgteEmbedder, corpus_texts
 from .inference.reranker import MgteReranker
+from .ranking import rerank_merge, top_k
 
 
 logger = logging.getLogger(__name__)
@@ -41,6 +42,7 @@ INDEX_FORMAT = "mgte-hf-hybrid-index"
 INDEX_VERSION = 1
 SEARCH_MODES = ("dense", "sparse", "hybrid")
 QUERY_CHUNK = 256  # queries scored at once: bounds the (queries, documents) score matrix in memory
+Hit = TypeVar("Hit")  # the hit type of an index (`SearchHit` here)
 
 
 @dataclass(frozen=True)
@@ -85,7 +87,100 @@ class Postings:
         return out
 
 
-class HybridIndex:
+class SearchableIndex(Generic[Hit]):
+    """What the in-memory index and the sharded one share: query checks and encoding, the top k, reranking.
+
+    Subclasses set `embedder`, `dimension` and `__len__`, and implement `_first_stage`; `holds_texts` says whether
+    their hits carry document texts (which reranking needs).
+    """
+
+    embedder: MgteEmbedder | None
+    dimension: int | None
+    holds_texts = True
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    @overload
+    def search(self, queries: str, **kwargs) -> list[Hit]: ...
+
+    @overload
+    def search(self, queries: Iterable[str], **kwargs) -> list[list[Hit]]: ...
+
+    def search(
+        self,
+        queries: str | Iterable[str],
+        *,
+        top_k: int = 10,
+        mode: str = "hybrid",
+        dense_weight: float = scoring.DEFAULT_DENSE_WEIGHT,
+        sparse_weight: float = scoring.DEFAULT_SPARSE_WEIGHT,
+        reranker: MgteReranker | None = None,
+        rerank_top_k: int | None = None,
+        query_embeddings: EmbeddingResult | None = None,
+        **encode_kwargs,
+    ) -> list[Hit] | list[list[Hit]]:
+        """The best documents for each query, best first.
+
+        Args:
+            queries: one query (→ one hit list) or a list of queries (→ one hit list per query).
+            top_k: hits per query (at most the index size).
+            mode: `"dense"`, `"sparse"` or `"hybrid"`.
+            dense_weight, sparse_weight: hybrid weights (`scoring.hybrid_scores`).
+            reranker: re-score the first-stage candidates with this cross-encoder; hit scores are then its logits.
+            rerank_top_k: how many first-stage candidates the reranker sees (>= top_k); default `top_k`.
+            query_embeddings: precomputed `EmbeddingResult` of the queries (skips the embedder).
+            **encode_kwargs: passed to `embedder.encode_queries`.
+        """
+        single = isinstance(queries, str)
+        queries = check_texts(queries, "queries")
+        check_choice(mode, SEARCH_MODES, "mode")
+        check_positive_int(top_k, "top_k")
+        if reranker is not None and not self.holds_texts:
+            raise ValueError(f"{type(self).__name__} holds no document texts to rerank; look the hits up in the "
+                             "corpus and call rerank_hits on them, or search a HybridIndex.")
+        if rerank_top_k is not None and reranker is None:
+            raise ValueError("rerank_top_k has no effect without a reranker; pass reranker= as well.")
+        first_k = top_k if rerank_top_k is None else check_positive_int(rerank_top_k, "rerank_top_k")
+        if first_k < top_k:
+            raise ValueError(f"rerank_top_k ({first_k}) must be at least top_k ({top_k}).")
+        if query_embeddings is None:
+            query_embeddings = self._embedder("search with query texts").encode_queries(
+                queries, dimension=self.dimension, dense=mode != "sparse", sparse=mode != "dense",
+                convert_to="torch", **encode_kwargs)
+        self._check_query_embeddings(query_embeddings, len(queries), mode)
+        hits = self._first_stage(query_embeddings, mode, min(first_k, len(self)), dense_weight, sparse_weight)
+        if reranker is not None:
+            hits = [row[:top_k] for row in rerank_hits(reranker, queries, hits)]
+        return hits[0] if single else hits
+
+    def _first_stage(self, embeddings: EmbeddingResult, mode: str, k: int, dense_weight: float,
+                     sparse_weight: float) -> list[list[Hit]]:
+        """The best `k` rows per query (`k` at most the index size), best first, ties by row."""
+        raise NotImplementedError
+
+    def _embedder(self, action: str) -> MgteEmbedder:
+        if self.embedder is None:
+            raise ValueError(f"This index has no embedder to {action}; pass embeddings, or build/load the index with "
+                             "an MgteEmbedder.")
+        return self.embedder
+
+    def _check_query_embeddings(self, embeddings: EmbeddingResult, count: int, mode: str) -> None:
+        if not isinstance(embeddings, EmbeddingResult):
+            raise TypeError(f"query_embeddings must be an EmbeddingResult, got {type(embeddings).__name__}.")
+        if len(embeddings) != count:
+            raise ValueError(f"Got {len(embeddings)} query embeddings for {count} queries.")
+        if mode != "sparse":
+            if embeddings.dense is None:
+                raise ValueError(f"mode={mode!r} needs dense query embeddings.")
+            if count and len(self) and embeddings.dense.shape[1] != self.dimension:
+                raise ValueError(f"The query embeddings have dimension {embeddings.dense.shape[1]}; this index holds "
+                                 f"dimension {self.dimension}.")
+        if mode != "dense" and embeddings.sparse is None:
+            raise ValueError(f"mode={mode!r} needs sparse query embeddings.")
+
+
+class HybridIndex(SearchableIndex[SearchHit]):
     """Dense matrix + sparse inverted index over documents encoded by an `MgteEmbedder`.
 
     Args:
@@ -152,56 +247,6 @@ class HybridIndex:
         self._compiled = None
 
     # ------------------------------------------------------------------------------------------------ search
-    @overload
-    def search(self, queries: str, **kwargs) -> list[SearchHit]: ...
-
-    @overload
-    def search(self, queries: Iterable[str], **kwargs) -> list[list[SearchHit]]: ...
-
-    def search(
-        self,
-        queries: str | Iterable[str],
-        *,
-        top_k: int = 10,
-        mode: str = "hybrid",
-        dense_weight: float = scoring.DEFAULT_DENSE_WEIGHT,
-        sparse_weight: float = scoring.DEFAULT_SPARSE_WEIGHT,
-        reranker: MgteReranker | None = None,
-        rerank_top_k: int | None = None,
-        query_embeddings: EmbeddingResult | None = None,
-        **encode_kwargs,
-    ) -> list[SearchHit] | list[list[SearchHit]]:
-        """The best documents for each query, best first.
-
-        Args:
-            queries: one query (→ one hit list) or a list of queries (→ one hit list per query).
-            top_k: hits per query (at most the index size).
-            mode: `"dense"`, `"sparse"` or `"hybrid"`.
-            dense_weight, sparse_weight: hybrid weights (`scoring.hybrid_scores`).
-            reranker: re-score the first-stage candidates with this cross-encoder; hit scores are then its logits.
-            rerank_top_k: how many first-stage candidates the reranker sees (>= top_k); default `top_k`.
-            query_embeddings: precomputed `EmbeddingResult` of the queries (skips the embedder).
-            **encode_kwargs: passed to `embedder.encode_queries`.
-        """
-        single = isinstance(queries, str)
-        queries = check_texts(queries, "queries")
-        check_choice(mode, SEARCH_MODES, "mode")
-        check_positive_int(top_k, "top_k")
-        if rerank_top_k is not None and reranker is None:
-            raise ValueError("rerank_top_k has no effect without a reranker; pass reranker= as well.")
-        first_k = top_k if rerank_top_k is None else check_positive_int(rerank_top_k, "rerank_top_k")
-        if first_k < top_k:
-            raise ValueError(f"rerank_top_k ({first_k}) must be at least top_k ({top_k}).")
-        if query_embeddings is None:
-            query_embeddings = self._embedder("search with query texts").encode_queries(
-                queries, dimension=self.dimension, dense=mode != "sparse", sparse=mode != "dense",
-                convert_to="torch", **encode_kwargs)
-        self._check_query_embeddings(query_embeddings, len(queries), mode)
-        hits = self._first_stage(query_embeddings, mode, min(first_k, len(self)), dense_weight, sparse_weight)
-        if reranker is not None:
-            hits = self._rerank(reranker, queries, hits, top_k)
-        return hits[0] if single else hits
-
     def _first_stage(self, embeddings: EmbeddingResult, mode: str, k: int, dense_weight: float,
                      sparse_weight: float) -> list[list[SearchHit]]:
         if not len(self):
@@ -217,29 +262,13 @@ class HybridIndex:
                 sparse = torch.stack([postings.scores(q, len(self)) for q in embeddings.sparse[start:stop]])
             scores = dense if sparse is None else sparse if dense is None else scoring.hybrid_scores(
                 dense, sparse, dense_weight, sparse_weight)  # (chunk, N)
-            hits.extend(self._top_k(row, k) for row in scores)
+            values, rows = top_k(scores, k)  # (chunk, k) each, best first; ties: the lower row first
+            hits.extend([self._hit(row, score) for row, score in zip(r, v, strict=True)]
+                        for r, v in zip(rows.tolist(), values.tolist(), strict=True))
         return hits
-
-    def _top_k(self, scores: torch.Tensor, k: int) -> list[SearchHit]:
-        """Best `k` of `(N,)` scores; ties (also at the cut) keep the lower row first."""
-        threshold = torch.topk(scores, k).values[-1]
-        above = (scores > threshold).nonzero().flatten()  # ascending rows
-        rows = torch.cat([above, (scores == threshold).nonzero().flatten()[: k - len(above)]]).tolist()
-        return [self._hit(row, float(scores[row])) for row in sorted(rows, key=lambda r: (-float(scores[r]), r))]
 
     def _hit(self, row: int, score: float) -> SearchHit:
         return SearchHit(self.ids[row], score, row, self.documents[row])
-
-    def _rerank(self, reranker: MgteReranker, queries: list[str], hits: list[list[SearchHit]],
-                top_k: int) -> list[list[SearchHit]]:
-        pairs = [(q, hit.document) for q, row in zip(queries, hits, strict=True) for hit in row]
-        scores = reranker.compute_score(pairs, convert_to="torch").tolist()
-        out, start = [], 0
-        for row in hits:
-            rescored = [self._hit(hit.index, s) for hit, s in zip(row, scores[start:start + len(row)], strict=True)]
-            start += len(row)
-            out.append(sorted(rescored, key=lambda h: (-h.score, h.index))[:top_k])
-        return out
 
     def _compile(self) -> tuple[torch.Tensor, Postings]:
         """Concatenate what was added into the dense matrix `(N, D)` and the postings (cached until the next add)."""
@@ -252,12 +281,6 @@ class HybridIndex:
         return self._compiled
 
     # ------------------------------------------------------------------------------------------------ checks
-    def _embedder(self, action: str) -> MgteEmbedder:
-        if self.embedder is None:
-            raise ValueError(f"This index has no embedder to {action}; pass embeddings, or build/load the index with "
-                             "an MgteEmbedder.")
-        return self.embedder
-
     def _check_embeddings(self, embeddings: EmbeddingResult, count: int, what: str) -> torch.Tensor:
         """The dense part as a float32 `(count, dimension)` tensor, after checking the result fits this index."""
         if not isinstance(embeddings, EmbeddingResult):
@@ -272,20 +295,6 @@ class HybridIndex:
         if self.dimension is not None and count and dense.shape[1] != self.dimension:
             raise ValueError(f"The embeddings have dimension {dense.shape[1]}; this index holds {self.dimension}.")
         return dense
-
-    def _check_query_embeddings(self, embeddings: EmbeddingResult, count: int, mode: str) -> None:
-        if not isinstance(embeddings, EmbeddingResult):
-            raise TypeError(f"query_embeddings must be an EmbeddingResult, got {type(embeddings).__name__}.")
-        if len(embeddings) != count:
-            raise ValueError(f"Got {len(embeddings)} query embeddings for {count} queries.")
-        if mode != "sparse":
-            if embeddings.dense is None:
-                raise ValueError(f"mode={mode!r} needs dense query embeddings.")
-            if count and len(self) and embeddings.dense.shape[1] != self.dimension:
-                raise ValueError(f"The query embeddings have dimension {embeddings.dense.shape[1]}; this index holds "
-                                 f"{self.dimension}.")
-        if mode != "dense" and embeddings.sparse is None:
-            raise ValueError(f"mode={mode!r} needs sparse query embeddings.")
 
     # ------------------------------------------------------------------------------------------------ disk
     def save(self, folder: str | os.PathLike) -> Path:
@@ -341,6 +350,33 @@ class HybridIndex:
         return index
 
 
+def rerank_hits(reranker: MgteReranker, queries: str | Iterable[str], hits: list[list[SearchHit]], *,
+                depth: int | None = None) -> list[list[SearchHit]]:
+    """Re-score the first `depth` hits of each query with a cross-encoder; below them the order is kept.
+
+    Args:
+        reranker: the cross-encoder; the reranked hits' scores become its logits.
+        queries: the query of each hit list.
+        hits: first-stage hits of each query, best first (e.g. from `HybridIndex.search`).
+        depth: how many hits per query the reranker sees (default: all); the rest keep their order and scores.
+
+    Returns:
+        The hit lists with their head reordered by the reranker (ties: the lower row first).
+    """
+    queries = check_texts(queries, "queries")
+    if len(queries) != len(hits):
+        raise ValueError(f"Got {len(hits)} hit lists for {len(queries)} queries.")
+    heads = [row if depth is None else row[:depth] for row in hits]
+    pairs = [(q, hit.document) for q, head in zip(queries, heads, strict=True) for hit in head]
+    scores = reranker.compute_score(pairs, convert_to="torch").tolist()
+    out, start = [], 0
+    for row, head in zip(hits, heads, strict=True):
+        merged = rerank_merge(row, scores[start:start + len(head)], tie_key=lambda hit: hit.index)
+        start += len(head)
+        out.append([hit if score is None else replace(hit, score=score) for hit, score in merged])
+    return out
+
+
 def _coo(sparse: Sequence[Mapping[int, float]], start: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """`{token_id: weight}` rows → COO triples (doc row from `start`, term id, weight)."""
     rows = torch.tensor([start + r for r, row in enumerate(sparse) for _ in row], dtype=torch.long)
@@ -371,4 +407,13 @@ def _check_model_facts(facts: dict | None, embedder: MgteEmbedder | None, folder
                              "Query it with the model that built it.")
 
 
-__all__ = ["INDEX_FORMAT", "QUERY_CHUNK", "SEARCH_MODES", "HybridIndex", "Postings", "SearchHit"]
+__all__ = [
+    "INDEX_FORMAT",
+    "QUERY_CHUNK",
+    "SEARCH_MODES",
+    "HybridIndex",
+    "Postings",
+    "SearchHit",
+    "SearchableIndex",
+    "rerank_hits",
+]

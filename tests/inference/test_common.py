@@ -9,12 +9,12 @@ from mgte_hf.inference.common import (
     Tokenized,
     check_pairs,
     check_texts,
-    kept_tokenizer_state,
     load_model_and_tokenizer,
     packed_batches,
     show_progress,
     tokenize,
 )
+from mgte_hf.tokenizer import kept_tokenizer_state
 
 
 def test_check_texts_accepts_iterables_and_refuses_the_rest():

@@ -9,8 +9,7 @@ import tiny
 from inference.folders import SPREAD
 from mgte_hf import MgteForEmbedding, MgteForSequenceClassification, scoring, token_weights_to_dicts
 from mgte_hf.inference import EmbeddingResult, MgteEmbedder
-from mgte_hf.inference.common import kept_tokenizer_state
-from mgte_hf.tokenizer import special_token_ids
+from mgte_hf.tokenizer import kept_tokenizer_state, special_token_ids
 from tiny import SENTENCES
 
 

@@ -10,7 +10,7 @@ import tiny
 from inference.folders import SPREAD
 from mgte_hf import MgteForSequenceClassification
 from mgte_hf.inference import MgteReranker, RankResult
-from mgte_hf.inference.common import kept_tokenizer_state
+from mgte_hf.tokenizer import kept_tokenizer_state
 from tiny import SENTENCES
 
 

@@ -173,6 +173,21 @@ def test_stagewise_learning_rate_warms_up_and_decays_within_each_stage():
     assert factor[13] == pytest.approx(0.1 / 3) and factor[14] == 0.0
 
 
+def test_stagewise_schedule_is_built_again_for_each_train_call(tmp_path, tiny_tokenizer):
+    model = make_model(MgteForMaskedLM, **PLAIN_ROPE).train()
+    args = training_args(MgteMLMTrainingArguments, tmp_path, max_steps=4, curriculum_max_lengths=[16, 24],
+                         curriculum_rope_thetas=[10000, 160000], curriculum_stage_steps=[2, 2],
+                         curriculum_learning_rates=[1e-3, 1e-4], warmup_steps=0.5)
+    trainer = MgteMLMTrainer(model=model, args=args, train_dataset=Dataset.from_dict({"text": SENTENCES}),
+                             processing_class=tiny_tokenizer)
+    trainer.train()
+    first = trainer.lr_scheduler
+    assert first.lr_lambdas[0].keywords["stage_steps"] == [2, 2]
+    args.max_steps, args.curriculum_stage_steps = 6, [4, 2]
+    trainer.train()
+    assert trainer.lr_scheduler is not first and trainer.lr_scheduler.lr_lambdas[0].keywords["stage_steps"] == [4, 2]
+
+
 def test_mlm_stage_steps_default_to_the_papers_proportions():
     args = MgteMLMTrainingArguments(output_dir="unused", report_to="none")
     assert args.stage_steps(280) == [250, 30]

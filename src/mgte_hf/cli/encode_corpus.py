@@ -17,7 +17,7 @@ import torch
 import torch.distributed as dist
 
 from . import CliError
-from .encode import add_model_arguments, load
+from .common import add_model_arguments, load
 
 
 EXAMPLES = """examples:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from .encode import add_model_arguments, add_record_arguments, load, one_line, read_records
+from .common import add_model_arguments, add_record_arguments, load, one_line, read_records
 
 
 EXAMPLES = """examples:

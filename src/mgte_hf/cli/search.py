@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 from . import CliError
-from .encode import add_model_arguments, add_record_arguments, load, one_line, read_records
+from .common import add_model_arguments, add_record_arguments, load, print_hits, read_records
 
 
 EXAMPLES = """examples:
@@ -73,12 +72,5 @@ def run(args: argparse.Namespace) -> int:
         return 0
     hits = index.search(args.query, top_k=args.top_k, mode=args.mode, dense_weight=args.dense_weight,
                         sparse_weight=args.sparse_weight, reranker=reranker, rerank_top_k=args.rerank_top_k)
-    for query, row in zip(args.query, hits, strict=True):
-        if args.json:
-            print(json.dumps({"query": query, "hits": [{"rank": r, "id": h.id, "score": h.score, "text": h.document}
-                                                       for r, h in enumerate(row, 1)]}, ensure_ascii=False))
-            continue
-        print(f"query: {query}")
-        for rank, hit in enumerate(row, 1):
-            print(f"{rank}\t{hit.score:.4f}\t{hit.id}\t{one_line(hit.document)}")
+    print_hits(args.query, hits, as_json=args.json, texts=True)
     return 0

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 
 from . import CliError
-from .encode import add_model_arguments, load
+from .common import add_model_arguments, load, print_hits
 
 
 EXAMPLES = """examples:
@@ -46,12 +45,5 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(f"--index-dir: {err}") from err
     hits = index.search(args.query, top_k=args.top_k, mode=args.mode, dense_weight=args.dense_weight,
                         sparse_weight=args.sparse_weight)
-    for query, row in zip(args.query, hits, strict=True):
-        if args.json:
-            print(json.dumps({"query": query, "hits": [{"rank": r, "id": h.id, "score": h.score, "row": h.index}
-                                                       for r, h in enumerate(row, 1)]}, ensure_ascii=False))
-            continue
-        print(f"query: {query}")
-        for rank, hit in enumerate(row, 1):
-            print(f"{rank}\t{hit.score:.4f}\t{hit.id}")
+    print_hits(args.query, hits, as_json=args.json, texts=False)
     return 0

@@ -19,8 +19,7 @@ import struct
 import zlib
 from collections.abc import Iterator, Mapping
 
-from mgte_hf.evaluation.beir import BeirDataset, write_beir
-
+from .beir import BeirDataset, write_beir
 from .cache import BuildContext, beir_dir, length_stats
 from .fetchers import DebianArchive, deb_files
 

@@ -25,8 +25,7 @@ from dataclasses import dataclass
 
 from tqdm.auto import tqdm
 
-from mgte_hf.evaluation.beir import BeirDataset, write_beir
-
+from .beir import BeirDataset, write_beir
 from .cache import BuildContext, beir_dir, length_stats, write_jsonl
 from .fetchers import DEBIAN_LANGUAGES, DebianArchive, apt_cat_file
 

@@ -14,8 +14,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from mgte_hf.evaluation.beir import BeirDataset, write_beir
-
+from .beir import BeirDataset, write_beir
 from .cache import BuildContext, beir_dir, length_stats
 from .fetchers import DebianArchive, deb_files
 

@@ -10,14 +10,15 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 from tqdm.auto import tqdm
 from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from ..batching import token_budget_batches
+from ..tokenizer import kept_tokenizer_state
 
 
 logger = logging.getLogger(__name__)
@@ -133,6 +134,60 @@ def show_progress(show_progress_bar: bool | None, count: int) -> bool:
     return count >= PROGRESS_BAR_MIN_TEXTS if show_progress_bar is None else bool(show_progress_bar)
 
 
+M = TypeVar("M", bound="InferenceModel")
+
+
+class InferenceModel:
+    """What `MgteEmbedder` and `MgteReranker` share: the model in eval mode, its tokenizer and the default settings.
+
+    Args:
+        model: the model (put in eval mode; it stays on its device); an instance of the subclass's `model_class`.
+        tokenizer: its tokenizer.
+        max_length: default token limit per input (special tokens included).
+        batch_tokens: default padded-token budget per forward (`batching.token_budget_batches`).
+        truncation: `"warn"` (truncate over-long inputs, one warning with the count) or `"error"` (refuse them).
+    """
+
+    model_class: type[PreTrainedModel] = PreTrainedModel
+
+    def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, *,
+                 max_length: int = DEFAULT_MAX_LENGTH, batch_tokens: int = DEFAULT_BATCH_TOKENS,
+                 truncation: str = "warn"):
+        if not isinstance(model, self.model_class):
+            raise TypeError(f"model must be an {self.model_class.__name__}, got {type(model).__name__}.")
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+        self.batch_tokens = check_positive_int(batch_tokens, "batch_tokens")
+        self.truncation = check_choice(truncation, TRUNCATION_POLICIES, "truncation")
+
+    @classmethod
+    def from_pretrained(
+        cls: type[M],
+        path_or_model: str | os.PathLike | PreTrainedModel,
+        tokenizer: str | os.PathLike | PreTrainedTokenizerBase | None = None,
+        device: str | torch.device | None = None,
+        dtype: str | torch.dtype | None = None,
+        **kwargs,
+    ) -> M:
+        """Load from a folder holding model and tokenizer (ours or the released "new" layout), or wrap a model.
+
+        Args:
+            path_or_model: a checkpoint folder or a model of `model_class` (then `tokenizer` is required).
+            tokenizer: a tokenizer or its folder; default: the model folder's.
+            device: default: a model object's own device; for a folder CUDA when available, else CPU.
+            dtype: default: float32 for a folder, the model's own for a model object. A model object is moved and
+                cast in place (`nn.Module.to`) and put in eval mode.
+            **kwargs: the class's settings (`max_length`, `batch_tokens`, `truncation`, ...).
+        """
+        model, tokenizer = load_model_and_tokenizer(cls.model_class, path_or_model, tokenizer, device, dtype)
+        return cls(model, tokenizer, **kwargs)
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+
 # ============================================================================================== tokenization
 @dataclass
 class Tokenized:
@@ -181,31 +236,6 @@ def tokenize(
                 enc["token_type_ids"][i] = cut["token_type_ids"][row]
         logger.warning("Truncated %d of %d %s to max_length=%d tokens.", len(too_long), len(texts), what, max_length)
     return Tokenized(enc["input_ids"], enc["token_type_ids"] if with_token_types else None)
-
-
-@contextmanager
-def kept_tokenizer_state(tokenizer: PreTrainedTokenizerBase) -> Iterator[None]:
-    """Restore a fast tokenizer's truncation and padding settings afterwards.
-
-    Every call of a fast tokenizer rewrites these settings of its backend (they persist, and `save_pretrained`
-    writes them), so without this an `encode` would leave the caller's tokenizer changed.
-    """
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is None:
-        yield
-        return
-    truncation, padding = backend.truncation, backend.padding
-    try:
-        yield
-    finally:
-        if truncation is None:
-            backend.no_truncation()
-        else:
-            backend.enable_truncation(**truncation)
-        if padding is None:
-            backend.no_padding()
-        else:
-            backend.enable_padding(**padding)
 
 
 # ============================================================================================== packed batches
@@ -259,13 +289,13 @@ __all__ = [
     "DEFAULT_MAX_LENGTH",
     "PROGRESS_BAR_MIN_TEXTS",
     "TRUNCATION_POLICIES",
+    "InferenceModel",
     "PackedBatch",
     "Tokenized",
     "check_choice",
     "check_pairs",
     "check_positive_int",
     "check_texts",
-    "kept_tokenizer_state",
     "load_model_and_tokenizer",
     "packed_batches",
     "resolve_device",

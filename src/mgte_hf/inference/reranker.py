@@ -12,7 +12,6 @@ result; an item that is not a pair of strings raises `TypeError`.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -24,13 +23,11 @@ from ..batching import restore_order
 from ..modeling import MgteForSequenceClassification
 from .common import (
     CONVERT_TO,
-    DEFAULT_BATCH_TOKENS,
-    DEFAULT_MAX_LENGTH,
+    InferenceModel,
     check_choice,
     check_pairs,
     check_positive_int,
     check_texts,
-    load_model_and_tokenizer,
     packed_batches,
     tokenize,
 )
@@ -45,63 +42,22 @@ class RankResult:
     document: str
 
 
-class MgteReranker:
+class MgteReranker(InferenceModel):
     """Score (query, document) pairs with an mGTE reranker (`MgteForSequenceClassification`, one label).
 
     Args:
         model: the reranker (put in eval mode; it stays on its device).
         tokenizer: its tokenizer.
-        max_length: default token limit per pair (special tokens included).
-        batch_tokens: default padded-token budget per forward.
-        truncation: `"warn"` (truncate over-long pairs, one warning with the count) or `"error"` (refuse them).
+        **kwargs: `max_length`, `batch_tokens`, `truncation` (see `InferenceModel`).
     """
 
-    def __init__(
-        self,
-        model: MgteForSequenceClassification,
-        tokenizer: PreTrainedTokenizerBase,
-        *,
-        max_length: int = DEFAULT_MAX_LENGTH,
-        batch_tokens: int = DEFAULT_BATCH_TOKENS,
-        truncation: str = "warn",
-    ):
-        if not isinstance(model, MgteForSequenceClassification):
-            raise TypeError(f"model must be an MgteForSequenceClassification, got {type(model).__name__}.")
-        if model.config.num_labels != 1:
+    model_class = MgteForSequenceClassification
+
+    def __init__(self, model: MgteForSequenceClassification, tokenizer: PreTrainedTokenizerBase, **kwargs):
+        if isinstance(model, MgteForSequenceClassification) and model.config.num_labels != 1:
             raise ValueError(f"A reranker has one output (a relevance logit); this model has num_labels="
                              f"{model.config.num_labels}.")
-        self.model = model.eval()
-        self.tokenizer = tokenizer
-        self.max_length = max_length
-        self.batch_tokens = check_positive_int(batch_tokens, "batch_tokens")
-        self.truncation = check_choice(truncation, ("warn", "error"), "truncation")
-
-    @classmethod
-    def from_pretrained(
-        cls,
-        path_or_model: str | os.PathLike | MgteForSequenceClassification,
-        tokenizer: str | os.PathLike | PreTrainedTokenizerBase | None = None,
-        device: str | torch.device | None = None,
-        dtype: str | torch.dtype | None = None,
-        **kwargs,
-    ) -> MgteReranker:
-        """Load from a folder holding model and tokenizer (ours or the released "new" layout), or wrap a model.
-
-        Args:
-            path_or_model: a checkpoint folder or an `MgteForSequenceClassification` (then `tokenizer` is required).
-            tokenizer: a tokenizer or its folder; default: the model folder's.
-            device: default: a model object's own device; for a folder CUDA when available, else CPU.
-            dtype: default: float32 for a folder, the model's own for a model object. A model object is moved and
-                cast in place (`nn.Module.to`) and put in eval mode.
-            **kwargs: `max_length`, `batch_tokens`, `truncation` (see the class).
-        """
-        model, tokenizer = load_model_and_tokenizer(MgteForSequenceClassification, path_or_model, tokenizer, device,
-                                                    dtype)
-        return cls(model, tokenizer, **kwargs)
-
-    @property
-    def device(self) -> torch.device:
-        return self.model.device
+        super().__init__(model, tokenizer, **kwargs)
 
     def compute_score(
         self,

@@ -15,6 +15,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..outputs import write_atomic
+
 
 logger = logging.getLogger(__name__)
 
@@ -107,15 +109,15 @@ def write_beir(dataset: BeirDataset, folder: str | os.PathLike, split: str = "te
     """Write `dataset` as a BEIR folder (files replaced atomically, rows in the dataset's order); returns it."""
     root = Path(folder)
     (root / "qrels").mkdir(parents=True, exist_ok=True)
-    _write_atomic(root / "corpus.jsonl", (
+    write_atomic(root / "corpus.jsonl", (
         json.dumps({"_id": i, "title": d.get("title", ""), "text": d.get("text", ""),
                     **({"metadata": d["metadata"]} if d.get("metadata") else {})}, ensure_ascii=False) + "\n"
         for i, d in dataset.corpus.items()))
-    _write_atomic(root / "queries.jsonl", (
+    write_atomic(root / "queries.jsonl", (
         json.dumps({"_id": q, "text": t, **({"metadata": dataset.query_metadata[q]}
                                             if dataset.query_metadata.get(q) else {})}, ensure_ascii=False) + "\n"
         for q, t in dataset.queries.items()))
-    _write_atomic(root / "qrels" / f"{split}.tsv", _qrels_lines(dataset.qrels))
+    write_atomic(root / "qrels" / f"{split}.tsv", _qrels_lines(dataset.qrels))
     return root
 
 
@@ -124,13 +126,6 @@ def _qrels_lines(qrels: Mapping[str, Mapping[str, int]]) -> Iterator[str]:
     for qid, docs in qrels.items():
         for doc, grade in docs.items():
             yield f"{qid}\t{doc}\t{int(grade)}\n"
-
-
-def _write_atomic(path: Path, lines) -> None:
-    partial = path.with_name(path.name + ".partial")
-    with open(partial, "w", encoding="utf-8", newline="\n") as f:
-        f.writelines(lines)
-    partial.replace(path)
 
 
 def _read_jsonl(path: Path) -> Iterator[dict]:
