@@ -123,6 +123,8 @@ def test_mlm_curriculum_switches_rope_base_and_context_length(tmp_path, tiny_tok
     model.register_forward_pre_hook(
         lambda m, args, kwargs: seen.append((m.config.rope_theta, int(kwargs["seqlens"].max())))
         if "seqlens" in kwargs else None, with_kwargs=True)
+    logits = []  # the head runs at the masked positions only: (n_labelled, V) logits, the config left as it was
+    model.register_forward_hook(lambda m, args, out: logits.append(out.logits.dim()))
     args = training_args(MgteMLMTrainingArguments, tmp_path, max_steps=4, curriculum_max_lengths=[16, 40],
                          curriculum_rope_thetas=[10000, 160000], curriculum_stage_steps=[2, 2])
     recorder = Recorder(lambda state, m: (state.global_step, m.config.rope_theta, m.config.rope_scaling,
@@ -137,6 +139,7 @@ def test_mlm_curriculum_switches_rope_base_and_context_length(tmp_path, tiny_tok
     assert [longest for _, longest in seen[:2]] == [16, 16] and 16 < max(n for _, n in seen[2:]) <= 40
     logged = [(h["rope_theta"], h["max_length"]) for h in trainer.state.log_history if "loss" in h]
     assert logged == [(10000.0, 16), (10000.0, 16), (160000.0, 40), (160000.0, 40)]
+    assert logits == [2] * 4 and model.config.sparse_prediction is False
 
     # RoPE comes from the config at every forward: the model equals a fresh one built from its current config
     model.eval()
