@@ -20,7 +20,7 @@ from mgte_hf import (
     MgteModel,
 )
 from mgte_hf.modeling.attention_mgte import EXPLICIT_ATTENTION_MAX_LEN
-from tiny import make_model, random_batch
+from tiny import make_model, random_batch, skip_without_inductor
 
 
 E = EXPLICIT_ATTENTION_MAX_LEN
@@ -134,6 +134,7 @@ FLOAT32_CASES = [("sdpa", "mean_is_first", "right"), ("sdpa", "around_the_switch
 def test_batch_equals_each_sequence_alone_float32(implementation, pattern, layout, head):
     """fp32, with the default kernel and flex attention (compiled by torch, fp32 only): the same agreement at fp32
     rounding, scaled by the magnitude of the output."""
+    skip_without_inductor(implementation)
     model = model_for(head, implementation, torch.float32)
     ids, mask = batch_in_layout(PATTERNS[pattern], layout)
     with torch.no_grad():
