@@ -30,6 +30,7 @@ from .common import (
     CONVERT_TO,
     InferenceModel,
     check_choice,
+    check_dimension,
     check_texts,
     packed_batches,
     tokenize,
@@ -100,7 +101,7 @@ class MgteEmbedder(InferenceModel):
     def __init__(self, model: MgteForEmbedding, tokenizer: PreTrainedTokenizerBase, *, dimension: int | None = None,
                  **kwargs):
         super().__init__(model, tokenizer, **kwargs)
-        self.dimension = model.check_dimension(dimension)
+        self.dimension = check_dimension(model, dimension)
 
     @property
     def sparse_ignore_token_ids(self) -> list[int]:
@@ -145,10 +146,11 @@ class MgteEmbedder(InferenceModel):
         texts = check_texts(texts)
         if not (dense or sparse):
             raise ValueError("Nothing to compute: set dense=True and/or sparse=True.")
-        dimension = self.model.check_dimension(self.dimension if dimension is None else dimension)
+        dimension = check_dimension(self.model, self.dimension if dimension is None else dimension)
         check_choice(convert_to, CONVERT_TO, "convert_to")
         tokenized = tokenize(self.tokenizer, texts, max_length=self.max_length if max_length is None else max_length,
                              truncation=self.truncation if truncation is None else truncation)
+        self.warn_beyond_context(tokenized)
         blank = sum(not t.strip() for t in texts)
         if blank:
             logger.warning("%d of %d texts are empty or blank; they are encoded all the same (their vectors carry no "

@@ -90,6 +90,7 @@ class MgteReranker(InferenceModel):
                              max_length=self.max_length if max_length is None else max_length,
                              truncation=self.truncation if truncation is None else truncation,
                              with_token_types=self.model.config.type_vocab_size > 1)
+        self.warn_beyond_context(tokenized)
         batches, parts = [], []
         for batch in packed_batches(tokenized, self.batch_tokens if batch_tokens is None else batch_tokens,
                                     self.device, show_progress_bar=show_progress_bar, desc="Reranking"):
