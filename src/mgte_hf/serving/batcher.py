@@ -42,17 +42,17 @@ class Job:
     remaining: int = field(init=False)
     queue_seconds: float = 0.0
     inference_seconds: float = 0.0
-    abandoned: bool = False  # failed, or cancelled by its client: its queued sequences are skipped
+    failed: bool = False
 
     def __post_init__(self) -> None:
         self.future = self.loop.create_future()
         self.results = [None] * len(self.lengths)
         self.remaining = len(self.lengths)
-        self.future.add_done_callback(self._on_done)
 
-    def _on_done(self, future: asyncio.Future) -> None:
-        if future.cancelled():
-            self.abandoned = True
+    @property
+    def abandoned(self) -> bool:
+        """Failed, or cancelled by its client (a closed connection): its queued sequences are skipped."""
+        return self.failed or self.future.done()
 
     def _finish(self) -> None:  # on the event loop
         if not self.future.done():
@@ -199,7 +199,7 @@ class DynamicBatcher:
         except Exception as err:  # the requests fail with the error; the worker goes on
             logger.exception("inference failed on a batch of %d sequences", len(batch))
             for job in {id(item.job): item.job for item in batch}.values():
-                job.abandoned = True
+                job.failed = True
                 job.loop.call_soon_threadsafe(job._fail, err)
             return
         seconds = time.monotonic() - start

@@ -168,7 +168,7 @@ def _json_type(value: Any) -> str:
         bad = next(((i, v) for i, v in enumerate(value) if not isinstance(v, (str, list))), None)
         if bad is not None:
             return f"a list whose item {bad[0]} is {_json_type(bad[1])}"
-        return f"a list of {len(value)} items"
+        return f"a list of {len(value)} item{'' if len(value) == 1 else 's'}"
     return "an object"
 
 
