@@ -71,13 +71,13 @@ def reranker_dir(tmp_path_factory, xlmr_tokenizer):
 
 
 @pytest.fixture(scope="session")
-def embedder(embedder_dir):
-    return MgteEmbedder.from_pretrained(embedder_dir, device="cpu")
+def embedder(embedder_dir, xlmr_tokenizer):
+    return MgteEmbedder.from_pretrained(embedder_dir, xlmr_tokenizer, device="cpu")  # loading XLM-R again takes s
 
 
 @pytest.fixture(scope="session")
-def reranker(reranker_dir):
-    return MgteReranker.from_pretrained(reranker_dir, device="cpu")
+def reranker(reranker_dir, xlmr_tokenizer):
+    return MgteReranker.from_pretrained(reranker_dir, xlmr_tokenizer, device="cpu")
 
 
 @pytest.fixture(scope="module")

@@ -134,7 +134,7 @@ def test_openai_client_float_base64_dimensions_and_usage(server, embedder):
     assert default.model == "tiny-mgte"
     small = client.embeddings.create(input=TEXTS[0], model="tiny-mgte", dimensions=8)
     np.testing.assert_allclose(small.data[0].embedding, embedder.encode(TEXTS[:1], dimension=8).dense[0], atol=ATOL)
-    raw = post(server.url, "/v1/embeddings", {"input": TEXTS[0], "encoding_format": "base64"}).json()
+    raw = post(server.url, "/embeddings", {"input": TEXTS[0], "encoding_format": "base64"}).json()  # TEI's alias
     decoded = np.frombuffer(base64.b64decode(raw["data"][0]["embedding"]), dtype="<f4")
     np.testing.assert_allclose(decoded, expected[0], atol=ATOL)
     assert raw["object"] == "list" and raw["data"][0]["object"] == "embedding"
@@ -316,6 +316,15 @@ def test_graceful_shutdown_finishes_the_requests_in_flight(embedder):
             httpx.get(running.url + "/health")
 
 
+def test_health_is_503_once_the_workers_stopped(embedder):
+    with serve(embedder) as running:
+        running.engine.embed_batcher.close()
+        health = httpx.get(running.url + "/health")
+        assert health.status_code == 503 and health.json() == {"error": "unhealthy", "error_type": "Unhealthy"}
+        refused = post(running.url, "/embed", {"inputs": TEXTS[0]})
+        assert refused.status_code == 503 and "shutting down" in refused.json()["error"]
+
+
 def test_a_failing_forward_answers_424_and_the_server_goes_on(embedder, monkeypatch):
     with serve(embedder) as running:
         real = embedder.encode_tokenized
@@ -330,8 +339,8 @@ def test_a_failing_forward_answers_424_and_the_server_goes_on(embedder, monkeypa
         assert post(running.url, "/embed", {"inputs": TEXTS[0]}).status_code == 200
 
 
-def test_a_bfloat16_embedder_serves_its_own_vectors(embedder_dir):
-    half = MgteEmbedder.from_pretrained(embedder_dir, device="cpu", dtype="bfloat16")
+def test_a_bfloat16_embedder_serves_its_own_vectors(embedder_dir, xlmr_tokenizer):
+    half = MgteEmbedder.from_pretrained(embedder_dir, xlmr_tokenizer, device="cpu", dtype="bfloat16")
     with serve(half) as running:
         vectors = post(running.url, "/embed", {"inputs": TEXTS[:2]}).json()
         assert httpx.get(running.url + "/info").json()["model_dtype"] == "bfloat16"
