@@ -151,6 +151,9 @@ def test_tokenize_info_health_metrics(server, embedder):
                               {"id": 8999, "text": "world", "special": False, "start": 6, "stop": 11}]
     bare = post(server.url, "/tokenize", {"inputs": "Hello world", "add_special_tokens": False}).json()
     assert [t["id"] for t in bare[0]] == [35378, 8999]
+    assert post(server.url, "/decode", {"ids": ids[0]}).json() == ["Hello world"]
+    assert post(server.url, "/decode", {"ids": ids, "skip_special_tokens": False}).json() == [
+        "<s> Hello world</s>", f"<s> {TEXTS[0]}</s>"]
     info = httpx.get(server.url + "/info").json()
     assert info["model_id"] == "tiny-mgte" and info["model_type"] == {"embedding": {"pooling": "cls"}}
     assert info["max_input_length"] == embedder.max_length and info["max_client_batch_size"] == 32
@@ -216,6 +219,8 @@ BAD_BODIES = [
     ("/rerank", b'{"query": "q", "texts": []}', 400, "`texts` cannot be empty"),
     ("/similarity", b'{"inputs": {"source_sentence": "q"}}', 422, "`inputs.sentences` is required"),
     ("/tokenize", b'{"inputs": [1, 2]}', 422, "`inputs` must be"),
+    ("/decode", b'{"ids": "Hello"}', 422, "`ids` must be a list of token ids"),
+    ("/decode", b'{"ids": [0, -4]}', 422, "token id -4, outside"),
 ]
 
 

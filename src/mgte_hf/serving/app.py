@@ -4,7 +4,7 @@
     app = create_app(MgteEmbedder.from_pretrained(DIR), MgteReranker.from_pretrained(RERANKER_DIR))
     uvicorn.run(app, host="127.0.0.1", port=8080)
 
-Routes: `POST /embed`, `/embed_sparse`, `/rerank`, `/similarity`, `/tokenize`, `/v1/embeddings` (and
+Routes: `POST /embed`, `/embed_sparse`, `/rerank`, `/similarity`, `/tokenize`, `/decode`, `/v1/embeddings` (and
 `/embeddings`), `POST /` (embed, or similarity for a `{"inputs": {"source_sentence", "sentences"}}` body, as
 `InferenceClient.sentence_similarity` sends), `GET /info`, `/health` (and `GET /`), `/metrics`.
 """
@@ -33,6 +33,7 @@ from .engine import Engine, Timings
 from .metrics import CONTENT_TYPE
 from .schemas import (
     ApiError,
+    DecodeRequest,
     EmbedRequest,
     EmbedSparseRequest,
     Inputs,
@@ -84,6 +85,7 @@ def create_app(embedder: MgteEmbedder, reranker: MgteReranker | None = None,
         post("/rerank", _rerank, "rerank"),
         post("/similarity", _similarity, "similarity"),
         post("/tokenize", _tokenize, "tokenize"),
+        post("/decode", _decode, "decode"),
         post("/v1/embeddings", _openai_embeddings, "openai", openai=True),
         post("/embeddings", _openai_embeddings, "openai", openai=True),
         post("/", _main_task, "main"),
@@ -284,6 +286,14 @@ async def _tokenize(engine: Engine, request: Request) -> Answer:
     engine.check_batch(texts)
     tokens = await engine.tokens(texts, req.add_special_tokens)
     return Answer(tokens, method, sum(len(t) for t in tokens), _characters(texts))
+
+
+async def _decode(engine: Engine, request: Request) -> Answer:
+    req = await _parse(engine, request, DecodeRequest)
+    ids, method = _as_batch(req.ids)
+    engine.check_batch(ids, "ids")
+    texts = await engine.texts(ids, req.skip_special_tokens)
+    return Answer(texts, method, sum(len(x) for x in ids))
 
 
 # ============================================================================================== info, health

@@ -190,6 +190,16 @@ class Engine:
         """TEI's `/tokenize` answer: per text, `{id, text, special, start, stop}` per token (offsets in characters)."""
         return await self._in_tokenizer_thread(self._tokens, texts, add_special_tokens)
 
+    async def texts(self, ids: list[list[int]], skip_special_tokens: bool) -> list[str]:
+        """TEI's `/decode` answer: the text of each token-id list (422 for an id outside the vocabulary)."""
+        vocab = len(self.embedder.tokenizer)
+        for i, row in enumerate(ids):
+            bad = next((t for t in row if not 0 <= t < vocab), None)
+            if bad is not None:
+                raise bad_request(f"ids[{i}] holds the token id {bad}, outside this tokenizer's vocabulary "
+                                  f"(0 to {vocab - 1}).")
+        return await self._in_tokenizer_thread(self.embedder.tokenizer.batch_decode, ids, skip_special_tokens)
+
     def dense_vectors(self, embedded: Embedded, dimension: int) -> torch.Tensor:
         """`(N, dimension)` vectors: the full-size ones truncated and renormalised (Matryoshka, as `encode` does)."""
         full = torch.stack(embedded.dense)  # (N, H)

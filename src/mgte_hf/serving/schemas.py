@@ -95,6 +95,11 @@ class TokenizeRequest(_Body):
     prompt_name: str | None = None
 
 
+class DecodeRequest(_Body):
+    ids: list[int] | list[list[int]]
+    skip_special_tokens: bool = True
+
+
 class OpenAIEmbeddingsRequest(_Body):
     input: Inputs
     model: str | None = None
@@ -108,6 +113,7 @@ EXPECTED = {
     "inputs": "a string or a list of strings (a list of token ids, or a list of such lists, also works)",
     "input": "a string or a list of strings (a list of token ids, or a list of such lists, also works)",
     "texts": "a list of strings",
+    "ids": "a list of token ids or a list of such lists",
     "sentences": "a list of strings",
     "query": "a string",
     "source_sentence": "a string",
@@ -143,7 +149,7 @@ def describe_validation_errors(errors: Sequence[Mapping[str, Any]], body: Any) -
 
 
 _FIELDS = {name for model in (EmbedRequest, EmbedSparseRequest, RerankRequest, SimilarityInput, SimilarityRequest,
-                              SimilarityParameters, TokenizeRequest, OpenAIEmbeddingsRequest)
+                              SimilarityParameters, TokenizeRequest, DecodeRequest, OpenAIEmbeddingsRequest)
            for name in model.model_fields}
 
 
@@ -177,6 +183,7 @@ __all__ = [
     "EXPECTED",
     "STATUS",
     "ApiError",
+    "DecodeRequest",
     "EmbedRequest",
     "EmbedSparseRequest",
     "Inputs",
