@@ -291,7 +291,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-batch-tokens", type=int, default=16384)
     parser.add_argument("--max-wait-ms", type=float, default=2.0)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--output", type=Path, help="JSON report (default benchmarks/results/serve-load-<L>-layers.json)")
+    parser.add_argument("--output", type=Path,
+                        help="JSON report, chart beside it (default benchmarks/results/serve-load-<L>-layers.json)")
     args = parser.parse_args(argv)
     if BATCH1_CLIENTS not in (clients := [int(c) for c in args.clients.split(",")]):
         parser.error(f"--clients must include {BATCH1_CLIENTS} (the batch-1 comparison's level).")

@@ -36,7 +36,8 @@ def test_sigterm_finishes_the_request_in_flight(embedder, embedder_dir, reranker
     process = subprocess.Popen(
         [sys.executable, "-m", "mgte_hf", "serve", "--model", str(embedder_dir), "--reranker", str(reranker_dir),
          "--port", str(port), "--max-wait-ms", "2000", "--model-id", "tiny"],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
         deadline = time.monotonic() + 120
         while True:

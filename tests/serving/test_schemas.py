@@ -20,11 +20,13 @@ def message(model, body) -> str:
 def test_messages_name_the_field_the_expectation_and_the_value():
     assert message(EmbedRequest, {"inputs": None}).startswith("`inputs` must be a string or a list of strings")
     assert message(EmbedRequest, {"inputs": ["a", {"x": 1}]}).endswith("got a list whose item 1 is an object.")
-    assert message(EmbedRequest, {"inputs": "a", "truncate": 1}) == "`truncate` must be true or false; got the number 1."
+    assert message(EmbedRequest, {"inputs": "a", "truncate": 1}) == ("`truncate` must be true or false; got the "
+                                                                      "number 1.")
     assert message(RerankRequest, {"query": "q"}) == "`texts` is required."
     assert message(RerankRequest, {"query": "q", "texts": "a" * 50}).endswith('got the string "' + "a" * 40 + '"….')
     assert message(EmbedRequest, '{"inputs": ') .startswith("the request body is not valid JSON")
-    assert message(EmbedRequest, [1]) == "the request body must be a JSON object; got a list whose item 0 is the number 1."
+    assert message(EmbedRequest, [1]) == ("the request body must be a JSON object; got a list whose item 0 is the "
+                                          "number 1.")
 
 
 def test_strict_types_and_ignored_extra_fields():

@@ -61,6 +61,7 @@ class Answer:
 
 
 Handler = Callable[[Engine, Request], Awaitable[Answer]]
+Endpoint = Callable[[Request], Awaitable[Response]]
 
 
 def create_app(embedder: MgteEmbedder, reranker: MgteReranker | None = None,
@@ -100,7 +101,7 @@ def create_app(embedder: MgteEmbedder, reranker: MgteReranker | None = None,
 
 
 # ============================================================================================== plumbing
-def _endpoint(engine: Engine, handler: Handler, route: str, *, openai: bool) -> Callable[[Request], Awaitable[Response]]:
+def _endpoint(engine: Engine, handler: Handler, route: str, *, openai: bool) -> Endpoint:
     """A route: run `handler`, answer its payload with TEI's timing headers, count it; errors as TEI's JSON."""
     metrics = engine.metrics
 
@@ -209,7 +210,8 @@ async def _similarity(engine: Engine, request: Request) -> Answer:
 
 
 async def _similarity_body(engine: Engine, req: SimilarityRequest) -> Answer:
-    """Cosine of the source sentence with each sentence (TEI's `/similarity`, `InferenceClient.sentence_similarity`)."""
+    """Cosine of the source sentence with each sentence (TEI's `/similarity`; `InferenceClient.sentence_similarity`
+    sends this body to `/`)."""
     params = req.parameters
     if params is not None:
         engine.check_options(params.prompt_name, params.truncation_direction)
@@ -297,7 +299,7 @@ async def _decode(engine: Engine, request: Request) -> Answer:
 
 
 # ============================================================================================== info, health
-def _info(engine: Engine) -> Callable[[Request], Awaitable[Response]]:
+def _info(engine: Engine) -> Endpoint:
     model = engine.embedder.model
     c = engine.config
     info = {
@@ -319,7 +321,7 @@ def _info(engine: Engine) -> Callable[[Request], Awaitable[Response]]:
     return endpoint
 
 
-def _health(engine: Engine) -> Callable[[Request], Awaitable[Response]]:
+def _health(engine: Engine) -> Endpoint:
     async def endpoint(request: Request) -> Response:
         if engine.healthy:
             return Response(status_code=200)
@@ -328,7 +330,7 @@ def _health(engine: Engine) -> Callable[[Request], Awaitable[Response]]:
     return endpoint
 
 
-def _metrics(engine: Engine) -> Callable[[Request], Awaitable[Response]]:
+def _metrics(engine: Engine) -> Endpoint:
     async def endpoint(request: Request) -> Response:
         return Response(engine.metrics.render(), media_type=CONTENT_TYPE)
 
