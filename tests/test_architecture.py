@@ -33,6 +33,7 @@ ALLOWED: dict[str, set[str] | None] = {
     "training": {"modeling", "tokenizer", "adapters", "batching", "scoring", "ranks"},
     "evaluation": {"data", "index", "inference", "adapters", "modeling", "scoring", "tokenizer", "ranking",
                    "outputs"},
+    "serving": {"inference", "modeling"},
     "demo": EVERYTHING,
     "cli": EVERYTHING,
     "__init__": {"index", "inference", "modeling"},

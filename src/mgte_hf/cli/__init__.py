@@ -10,6 +10,7 @@ import sys
 
 COMMAND_MODULES = (
     "info", "convert", "export", "encode", "rerank", "search", "encode_corpus", "search_shards", "data", "evaluate", "demo",
+    "serve",
 )
 
 
