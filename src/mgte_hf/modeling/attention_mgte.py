@@ -7,7 +7,7 @@ forward). The attention kernel is transformers' `attn_implementation`, and each 
 
 | `attn_implementation` | layout | what runs |
 |---|---|---|
-| `"sdpa"` (default) | packed | torch SDPA per sequence (one call for a batch of equal lengths), no padding computed; on CPU, sequences of at most `EXPLICIT_ATTENTION_MAX_LEN` tokens take SDPA's math written out |
+| `"sdpa"` (default) | packed | torch SDPA per sequence (one call for a batch of equal lengths), no padding computed; in fp32 on CPU, sequences of at most `EXPLICIT_ATTENTION_MAX_LEN` tokens take SDPA's math written out |
 | `"flash_attention_2"`, `"flash_attention_3"`, hub flash kernels | packed | transformers' flash attention with the varlen offsets (`cu_seq_lens_q/k`, `max_length_q/k`) |
 | `"mgte_xformers"` (CUDA) | packed | xformers `memory_efficient_attention` with a block-diagonal mask over the packed tokens |
 | `"mgte_varlen"` (CUDA, fp16/bf16, inference) | packed | torch's own varlen attention |
@@ -37,10 +37,11 @@ except Exception:  # noqa: BLE001 - xformers raises various errors when its buil
 # seconds that every CPU process would pay for a CUDA-only kernel.
 HAS_TORCH_VARLEN = importlib.util.find_spec("torch.nn.attention.varlen") is not None
 
-# Up to this length the explicit matmul-softmax-matmul is as fast as SDPA's fused CPU kernel and rounds like the
-# released (eager) code; longer sequences take the fused kernel, which is faster and never holds the (n, len, len)
-# scores (measured per sequence, 12 heads of 64, fp32, one thread: equal up to 128 tokens, fused 1.3x faster at
-# 512 and 2.8x at 2048; see benchmarks/).
+# In fp32 on CPU, up to this length the explicit matmul-softmax-matmul is as fast as SDPA's fused kernel and rounds
+# like the released (eager) code; longer sequences take the fused kernel, which is faster and never holds the
+# (n, len, len) scores (measured per sequence, 12 heads of 64, one thread: equal up to 128 tokens, fused 1.3x faster
+# at 512 and 2.8x at 2048). In bf16/fp16 the fused kernel is faster at every length (1.3-2.1x from 8 to 256 tokens,
+# one thread, CPU time, Intel Xeon with AMX), so half precision always takes it.
 EXPLICIT_ATTENTION_MAX_LEN = 128
 
 
@@ -260,7 +261,7 @@ def packed_sdpa_attention(q, k, v, lengths: list[int], dropout: float, scaling: 
     on that view copies q, k, v (its batch dims do not fold), so they go sequence by sequence. Every call is 4-D,
     because torch's fused CPU attention kernel takes only 4-D inputs (3-D falls back to the unfused math path).
     """
-    if min(lengths) == max(lengths) and (lengths[0] > EXPLICIT_ATTENTION_MAX_LEN or q.device.type != "cpu"):
+    if min(lengths) == max(lengths) and not _explicit(q, lengths[0]):
         shape = (len(lengths), lengths[0], *q.shape[1:])
         qp, kp, vp = (t.reshape(shape).transpose(1, 2) for t in (q, k, v))  # (B, n, L, d)
         out = _single_length_attention(qp, kp, vp, dropout, scaling).transpose(1, 2)  # (B, L, n, d)
@@ -273,9 +274,14 @@ def packed_sdpa_attention(q, k, v, lengths: list[int], dropout: float, scaling: 
     return torch.cat(outs, dim=0)
 
 
+def _explicit(q: torch.Tensor, length: int) -> bool:
+    """Whether sequences of `length` take the explicit path: fp32/fp64 on CPU, up to `EXPLICIT_ATTENTION_MAX_LEN`."""
+    return q.device.type == "cpu" and q.dtype in (torch.float32, torch.float64) and length <= EXPLICIT_ATTENTION_MAX_LEN
+
+
 def _single_length_attention(q, k, v, dropout: float, scaling: float) -> torch.Tensor:
     """Unmasked attention of sequences of one length, `(..., n, len, d)` → `(..., n, len, d)`."""
-    if q.shape[-2] > EXPLICIT_ATTENTION_MAX_LEN or q.device.type != "cpu":
+    if not _explicit(q, q.shape[-2]):
         return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, scale=scaling)
     probs = torch.softmax(torch.matmul(q, k.transpose(-1, -2)) * scaling, dim=-1)  # (n, len, len)
     probs = F.dropout(probs, p=dropout, training=dropout > 0)
