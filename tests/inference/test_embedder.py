@@ -203,3 +203,17 @@ def test_real_xlmr_tokenizer(xlmr_tokenizer):
     dense, sparse = model_forward(model, xlmr_tokenizer, [text, "Berlin"])
     np.testing.assert_allclose(result.dense, dense, atol=1e-5)
     assert_sparse_close(result.sparse, sparse)
+
+
+def test_compiled_embedder_gives_the_same_results(embedder_dir, embedder, monkeypatch):
+    """`compile=True` runs the model through torch.compile (here on dynamo's eager backend: the tracing, fullgraph and
+    dynamic shapes of the real thing without C++ code generation) and gives the eager results."""
+    from functools import partial
+
+    monkeypatch.setattr(torch, "compile", partial(torch.compile, backend="eager"))
+    compiled = MgteEmbedder.from_pretrained(embedder_dir, device="cpu", compile=True)
+    texts = [*TEXTS, "Hund"]  # several batches and a single-input one below
+    got, expected = compiled.encode(texts, batch_tokens=24), embedder.encode(texts, batch_tokens=24)
+    np.testing.assert_allclose(got.dense, expected.dense, atol=1e-6)
+    assert_sparse_close(got.sparse, expected.sparse, atol=1e-6)
+    assert compiled.encode("Hund", dimension=16).dense.shape == (1, 16)

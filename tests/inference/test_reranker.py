@@ -140,3 +140,12 @@ def test_from_pretrained_and_model_checks(reranker_dir, reranker, tiny_tokenizer
         MgteReranker(two_labels, tiny_tokenizer)
     with pytest.raises(TypeError, match="model must be an MgteForSequenceClassification"):
         MgteReranker(object(), tiny_tokenizer)
+
+
+def test_compiled_reranker_gives_the_same_scores(reranker_dir, reranker, monkeypatch):
+    from functools import partial
+
+    monkeypatch.setattr(torch, "compile", partial(torch.compile, backend="eager"))
+    compiled = MgteReranker.from_pretrained(reranker_dir, device="cpu", compile=True)
+    pairs = [(SENTENCES[0], SENTENCES[1]), (SENTENCES[2], SENTENCES[3] + " " + SENTENCES[4]), ("a", "b")]
+    np.testing.assert_allclose(compiled.compute_score(pairs), reranker.compute_score(pairs), atol=1e-6)

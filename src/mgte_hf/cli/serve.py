@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from . import CliError
-from .encode import load
+from .common import add_compile_argument, load
 
 
 EXAMPLES = """examples:
@@ -53,6 +53,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", help="torch device, e.g. cpu or cuda:0 (default: cuda when available)")
     p.add_argument("--dtype", help="compute dtype, passed to the models' from_pretrained, e.g. float32 (default) "
                                    "or bfloat16")
+    add_compile_argument(p)
     p.set_defaults(func=run)
 
 

@@ -181,8 +181,7 @@ class MgteEmbedder(InferenceModel):
         for batch in packed_batches(tokenized, self.batch_tokens if batch_tokens is None else batch_tokens,
                                     self.device, show_progress_bar=show_progress_bar, desc="Encoding"):
             with torch.inference_mode():
-                out = self.model(**batch.model_inputs(), dimension=dimension, return_dense=dense,
-                                 return_sparse=sparse)
+                out = self.forward(batch, dimension=dimension, return_dense=dense, return_sparse=sparse)
             batches.append(batch.indices)
             if dense:
                 dense_parts.append(list(out.dense.float().cpu()))  # B × (dimension,)

@@ -118,7 +118,7 @@ class MgteReranker(InferenceModel):
         for batch in packed_batches(tokenized, self.batch_tokens if batch_tokens is None else batch_tokens,
                                     self.device, show_progress_bar=show_progress_bar, desc="Reranking"):
             with torch.inference_mode():
-                logits = self.model(**batch.model_inputs()).logits.reshape(-1).float()  # (B,)
+                logits = self.forward(batch).logits.reshape(-1).float()  # (B,)
             batches.append(batch.indices)
             parts.append(list((torch.sigmoid(logits) if normalize else logits).cpu()))
         scores = restore_order(batches, parts)
