@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 
 import pytest
 from benchmarks import serve_load
@@ -50,18 +51,32 @@ def test_a_load_level_against_a_real_server(tmp_path, tiny_tokenizer):
     assert level["tokens_per_s"] == pytest.approx(level["texts_per_s"] * sum(lengths * 2) / 40)
     assert 1 < level["mean_batch_size"] <= 8, "eight clients share batches"
     assert level["p50_ms"] <= level["p99_ms"] and level["peak_rss_mib"] > 0
+    assert level["cpu_seconds"] > 0, "the server ran in this process: its forwards took CPU time"
+    assert level["tokens_per_cpu_s"] == pytest.approx(sum(lengths * 2) / level["cpu_seconds"])
+
+
+def test_cpu_seconds_counts_this_process_work():
+    before = serve_load.cpu_seconds(os.getpid())
+    deadline = time.process_time() + 0.3
+    while time.process_time() < deadline:
+        pass
+    assert 0.25 <= serve_load.cpu_seconds(os.getpid()) - before <= 1.0
 
 
 def test_report_table_and_chart(tmp_path):
-    level = {"texts_per_s": 10.0, "tokens_per_s": 1500.0, "p50_ms": 90.0, "p99_ms": 200.0, "mean_batch_size": 3.5,
-             "peak_rss_mib": 1800.0}
+    level = {"texts_per_s": 10.0, "tokens_per_s": 1500.0, "tokens_per_cpu_s": 800.0, "p50_ms": 90.0, "p99_ms": 200.0,
+             "mean_batch_size": 3.5, "peak_rss_mib": 1800.0}
     report = {"layers": 12, "threads": 2, "load_before": (1.0, 1.0, 1.0), "load_after": (1.2, 1.0, 1.0),
               "levels": [{**level, "clients": c} for c in serve_load.CLIENTS],
-              "batch1": {**level, "clients": 32, "texts_per_s": 2.0, "mean_batch_size": 1.0},
-              "packed": {"texts_per_s": 11.0, "tokens_per_s": 1650.0}}
+              "batch1": {**level, "clients": 32, "texts_per_s": 2.0, "tokens_per_s": 300.0, "tokens_per_cpu_s": 200.0,
+                         "mean_batch_size": 1.0},
+              "packed": {"texts_per_s": 11.0, "tokens_per_s": 1650.0, "tokens_per_cpu_s": 1000.0}}
     table = serve_load.markdown_table(report).splitlines()
     assert len(table) == 2 + len(serve_load.CLIENTS) + 2
-    assert table[2] == "| 1 | 10.00 | 1500 | 90 | 200 | 3.5 | 1800 |"
+    assert table[2] == "| 1 | 10.00 | 1500 | 800 | 90 | 200 | 3.5 | 1800 |"
     assert table[-2].startswith("| 32 (batch-1) | 2.00 |") and table[-1].startswith("| packed forward alone | 11.00")
+    assert serve_load.ratios(report) == pytest.approx({
+        "dynamic_over_batch1_at_32": 5.0, "best_share_of_packed": 1500 / 1650,
+        "dynamic_over_batch1_at_32_cpu": 4.0, "best_share_of_packed_cpu": 0.8})
     serve_load.chart(report, tmp_path / "load.png")
     assert (tmp_path / "load.png").stat().st_size > 10_000
