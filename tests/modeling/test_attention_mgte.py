@@ -1,5 +1,9 @@
 """Packing layouts and the packed SDPA kernel of `attention_mgte`, against the explicit (eager) reference."""
 
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -112,3 +116,25 @@ def test_eager_kernel_takes_additive_and_boolean_masks():
     out_add, _ = eager_attention_forward(None, q, k, v, additive, scaling=0.5)
     assert torch.equal(out_bool, out_add) and out_bool.shape == (2, 5, 3, 4)
     assert probs[1, :, :, [2, 4]].abs().max() == 0 and torch.allclose(probs.sum(-1), torch.ones(2, 3, 5))
+
+
+BF16_UNDER_CAPABILITY = """
+import torch
+from mgte_hf.modeling.attention_mgte import packed_sdpa_attention
+torch.manual_seed(0)
+q, k, v = (torch.randn(300, 2, 32) for _ in range(3))
+low = packed_sdpa_attention(q.bfloat16(), k.bfloat16(), v.bfloat16(), [100, 200], 0.0, 32**-0.5)
+ref = packed_sdpa_attention(q.double(), k.double(), v.double(), [100, 200], 0.0, 32**-0.5)
+print((low.double() - ref).abs().max().item())
+"""
+
+
+@pytest.mark.parametrize("capability", ["default", "avx2"])
+def test_bf16_packed_attention_under_kernels_forced_below_avx512(capability):
+    """On a CPU with AMX tiles, torch's fused bf16 attention raises when the kernels are forced below AVX-512; the
+    packed path then takes SDPA's math backend and stays within bf16 rounding of float64."""
+    env = {**os.environ, "ATEN_CPU_CAPABILITY": capability}
+    result = subprocess.run([sys.executable, "-c", BF16_UNDER_CAPABILITY], capture_output=True, text=True, env=env,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert float(result.stdout) < 0.03

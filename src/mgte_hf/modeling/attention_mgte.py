@@ -19,6 +19,7 @@ This file ships as Hub remote code: it imports only torch and transformers' publ
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 from dataclasses import dataclass
 
@@ -274,6 +275,16 @@ def packed_sdpa_attention(q, k, v, lengths: list[int], dropout: float, scaling: 
     return torch.cat(outs, dim=0)
 
 
+@functools.cache
+def _fused_cpu_low_precision() -> bool:
+    """Whether torch's fused CPU attention runs in bf16/fp16 on this process's kernels. It packs its operands for AMX
+    whenever the CPU has AMX tiles, and that packing exists only in the AVX-512 kernels: with the kernels forced below
+    AVX-512 (`ATEN_CPU_CAPABILITY=default|avx2`) on such a CPU it raises, so those runs take SDPA's math backend."""
+    capabilities = torch.cpu.get_capabilities() if hasattr(torch.cpu, "get_capabilities") else {}
+    forced_below = torch.backends.cpu.get_cpu_capability() in ("DEFAULT", "NO AVX", "AVX2")
+    return not (capabilities.get("amx_tile") and forced_below)
+
+
 def _explicit(q: torch.Tensor, length: int) -> bool:
     """Whether sequences of `length` take the explicit path: fp32/fp64 on CPU, up to `EXPLICIT_ATTENTION_MAX_LEN`."""
     return q.device.type == "cpu" and q.dtype in (torch.float32, torch.float64) and length <= EXPLICIT_ATTENTION_MAX_LEN
@@ -282,6 +293,9 @@ def _explicit(q: torch.Tensor, length: int) -> bool:
 def _single_length_attention(q, k, v, dropout: float, scaling: float) -> torch.Tensor:
     """Unmasked attention of sequences of one length, `(..., n, len, d)` → `(..., n, len, d)`."""
     if not _explicit(q, q.shape[-2]):
+        if q.device.type == "cpu" and q.dtype in (torch.bfloat16, torch.float16) and not _fused_cpu_low_precision():
+            with torch.nn.attention.sdpa_kernel(torch.nn.attention.SDPBackend.MATH):
+                return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, scale=scaling)
         return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, scale=scaling)
     probs = torch.softmax(torch.matmul(q, k.transpose(-1, -2)) * scaling, dim=-1)  # (n, len, len)
     probs = F.dropout(probs, p=dropout, training=dropout > 0)
