@@ -31,10 +31,11 @@ ALLOWED: dict[str, set[str] | None] = {
     "shards": {"index", "inference", "corpus", "hashing", "outputs", "ranking", "ranks", "scoring"},
     "data": {"tokenizer", "hashing", "outputs"},
     "training": {"modeling", "tokenizer", "adapters", "batching", "scoring", "ranks"},
+    "milvus": {"index", "inference", "shards", "corpus", "hashing", "ranking"},
     "evaluation": {"data", "index", "inference", "adapters", "modeling", "scoring", "tokenizer", "ranking"},
     "demo": EVERYTHING,
     "cli": EVERYTHING,
-    "__init__": {"index", "inference", "modeling"},
+    "__init__": {"index", "inference", "modeling", "milvus"},
     "__main__": {"cli"},
 }
 

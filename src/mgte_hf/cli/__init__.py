@@ -9,7 +9,8 @@ import sys
 
 
 COMMAND_MODULES = (
-    "info", "convert", "export", "encode", "rerank", "search", "encode_corpus", "search_shards", "data", "evaluate", "demo",
+    "info", "convert", "export", "encode", "rerank", "search", "encode_corpus", "search_shards", "index", "data", "evaluate",
+    "demo",
 )
 
 
@@ -34,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     try:
         return int(args.func(args) or 0)
-    except (CliError, ValueError, FileNotFoundError) as err:
+    except (CliError, ValueError, FileNotFoundError, ConnectionError) as err:
         print(f"mgte-hf {args.command}: error: {err}", file=sys.stderr)
         return 2
 

@@ -12,7 +12,7 @@ import numpy as np
 
 from ..hashing import sha256_file
 from ..inference.embedder import EmbeddingResult
-from .storage import MANIFEST, SHARDS_FORMAT, SHARDS_VERSION, csr_to_sparse, finished_chunk, read_json
+from .storage import MANIFEST, SHARDS_FORMAT, SHARDS_VERSION, chunk_problem, csr_to_sparse, read_json
 
 
 @dataclass(frozen=True)
@@ -67,9 +67,9 @@ class ShardReader:
             path = chunk.path / MANIFEST
             if not path.is_file() or sha256_file(path) != entry["manifest_sha256"]:
                 raise ValueError(f"{path} does not match the sha256 in {self.folder / MANIFEST}; encode again.")
-            if verify and finished_chunk(self.folder, chunk.index, manifest["run"]) is None:
-                raise ValueError(f"{chunk.path} is damaged (see the warning above); run the encoding again to "
-                                 "repair it.")
+            problem = chunk_problem(chunk.path, manifest["run"]) if verify else None
+            if problem:
+                raise ValueError(f"{chunk.path} is damaged ({problem}); run the encoding again to repair it.")
 
     @property
     def dimension(self) -> int:

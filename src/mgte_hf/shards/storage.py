@@ -109,19 +109,22 @@ def finished_chunk(folder: Path, index: int, run: dict) -> dict | None:
     path = folder / chunk_name(index)
     if not path.is_dir():
         return None
-    manifest = read_json(path / MANIFEST)
-    problem = None
-    if not isinstance(manifest, dict) or manifest.get("run") != run or set(manifest.get("files", ())) != set(
-            CHUNK_FILES):
-        problem = "its manifest is missing or broken"
-    else:
-        bad = [n for n, entry in manifest["files"].items()
-               if not (path / n).is_file() or sha256_file(path / n) != entry["sha256"]]
-        problem = f"{bad[0]} does not match its sha256" if bad else None
+    problem = chunk_problem(path, run)
     if problem:
         logger.warning("%s: %s; encoding the chunk again.", path, problem)
         return None
-    return manifest
+    return read_json(path / MANIFEST)
+
+
+def chunk_problem(path: Path, run: dict) -> str | None:
+    """Why the chunk folder `path` is not a complete chunk of `run` with every file matching its sha256, or `None`."""
+    manifest = read_json(path / MANIFEST)
+    if not isinstance(manifest, dict) or manifest.get("run") != run or set(manifest.get("files", ())) != set(
+            CHUNK_FILES):
+        return "its manifest is missing or broken"
+    bad = [n for n, entry in manifest["files"].items()
+           if not (path / n).is_file() or sha256_file(path / n) != entry["sha256"]]
+    return f"{bad[0]} does not match its sha256" if bad else None
 
 
 def check_folder(folder: Path, run: dict) -> None:
@@ -170,6 +173,7 @@ __all__ = [
     "SHARDS_VERSION",
     "check_folder",
     "chunk_name",
+    "chunk_problem",
     "csr_to_sparse",
     "finished_chunk",
     "json_bytes",
