@@ -1,8 +1,10 @@
 """How search cost grows with the corpus: `python -m benchmarks.milvus_scale [--sizes 10000 100000 1000000]`.
 
 Competitors, each built and queried in a fresh process (so its peak resident memory is its own): `HybridIndex`
-(in memory, exact), `MilvusIndex` on Milvus Lite with a FLAT and with an HNSW dense index (bulk-loaded from shards
-with `load_shards`), and the memory-mapped scan over the shards (`ShardedIndex`, the path `search-shards` took).
+(in memory, exact) and `MilvusIndex` on Milvus Lite with a FLAT and with an HNSW dense index (bulk-loaded from shards
+with `load_shards`). `benchmarks/results/milvus_scale.json` also holds a third, the memory-mapped scan over the
+shards that `mgte-hf search-shards` ran (`ShardedIndex`), measured with this script at commit a596c82, before
+`MilvusIndex` replaced it.
 
 Vectors: real encodings of Debian package descriptions (DDTP from the data cache: English, then German, French and
 Italian) by the demo model (`demo-output*/hub/mgte-demo-trm`, else `--model`), 128 tokens at most. Sizes above the
@@ -16,7 +18,7 @@ index's alone (one query per call, top 10).
 
 Per size and competitor: insert throughput (documents/s from the shards of encode-corpus to an index that has answered
 one query of each mode: Lite rows loaded, flushed and indexed; the in-memory matrix and postings built; for the scan,
-its per-chunk postings built, the dense part being searched in place), query latency p50 and
+its per-chunk postings built, the dense part searched in place), query latency p50 and
 p99 per mode, peak resident memory (VmHWM) of the process, and recall@10 of HNSW against FLAT. Results:
 `benchmarks/results/milvus_scale.json`, a table on stdout and the chart `benchmarks/results/milvus_scale.png`.
 """
@@ -39,7 +41,8 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
-ENGINES = ("hybrid-index", "shard-scan", "milvus-flat", "milvus-hnsw")
+ENGINES = ("hybrid-index", "milvus-flat", "milvus-hnsw")
+CHARTED = ("hybrid-index", "shard-scan", "milvus-flat", "milvus-hnsw")  # the scan's figures come from earlier runs
 MODES = ("dense", "sparse", "hybrid")
 CHUNK = 50_000  # documents per shard chunk and per insert step
 logger = logging.getLogger("benchmarks.milvus_scale")
@@ -156,25 +159,21 @@ def corpus_of(size: int, work: Path, seed: int = 0) -> Path:
     return out
 
 
-def shards_of(size: int, work: Path) -> tuple[Path, float]:
-    """`work/shards-N/`: the corpus written as `encode_to_shards` shards (chunk files and manifests) and the seconds
-    the writing took (the shard scan's insert)."""
-    from mgte_hf.shards.storage import write_chunk, write_manifest
+def shards_of(size: int, work: Path) -> Path:
+    """`work/shards-N/`: the corpus of `size` as `encode_to_shards` writes it (chunk files and manifests)."""
+    from mgte_hf.inference import EmbeddingResult
+    from mgte_hf.shards import csr_to_sparse
+    from mgte_hf.shards.storage import MANIFEST, write_chunk, write_manifest
 
     folder = work / f"shards-{size}"
-    timing = folder / "write_seconds.json"
-    if timing.is_file():
-        return folder, json.loads(timing.read_text())
+    if (folder / MANIFEST).is_file():
+        return folder
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     dense, (indptr, indices, values) = load_vectors(corpus_of(size, work))
     model = json.loads((work / "real" / "model.json").read_text())["identity"]
     run = {"model": model, "dimension": dense.shape[1], "max_length": 128, "truncation": "warn", "chunk_size": CHUNK,
            "corpus": {"count": size, "sha256": f"benchmark-{size}"}}
-    from mgte_hf.inference import EmbeddingResult
-    from mgte_hf.shards import csr_to_sparse
-
-    start = time.perf_counter()
     for index, first in enumerate(range(0, size, CHUNK)):
         stop = min(first + CHUNK, size)
         a, b = int(indptr[first]), int(indptr[stop])
@@ -182,9 +181,7 @@ def shards_of(size: int, work: Path) -> tuple[Path, float]:
         write_chunk(folder, index, first, [f"doc-{i}" for i in range(first, stop)],
                     EmbeddingResult(np.asarray(dense[first:stop]), rows), run)
     write_manifest(folder, run, dense.shape[1], -(-size // CHUNK))
-    seconds = time.perf_counter() - start
-    timing.write_text(json.dumps(seconds))
-    return folder, seconds
+    return folder
 
 
 # ============================================================================================== one competitor
@@ -201,14 +198,14 @@ def measure(engine: str, size: int, work: Path, queries: int) -> dict:
 
     from mgte_hf import HybridIndex
     from mgte_hf.inference import EmbeddingResult
-    from mgte_hf.shards import ShardedIndex, csr_to_sparse
+    from mgte_hf.shards import csr_to_sparse
 
     torch.set_num_threads(1)
-    folder, _ = shards_of(size, work)
+    folder = shards_of(size, work)
     q_dense, q_csr = load_vectors(work / "real" / "queries")
     q_sparse = csr_to_sparse(*q_csr)
     q_count = min(queries, len(q_dense))
-    queries_of = [EmbeddingResult(np.asarray(q_dense[i:i + 1]), [q_sparse[i]]) for i in range(q_count)]
+    queries_of = [EmbeddingResult(np.array(q_dense[i:i + 1]), [q_sparse[i]]) for i in range(q_count)]
     start = time.perf_counter()
     if engine == "hybrid-index":
         index = HybridIndex()
@@ -218,9 +215,7 @@ def measure(engine: str, size: int, work: Path, queries: int) -> dict:
             a, b = int(indptr[first]), int(indptr[stop])
             rows = csr_to_sparse(np.asarray(indptr[first:stop + 1]) - a, indices[a:b], values[a:b])
             index.add([""] * (stop - first), ids=[f"doc-{i}" for i in range(first, stop)],
-                      embeddings=EmbeddingResult(np.asarray(dense[first:stop]), rows))
-    elif engine == "shard-scan":
-        index = ShardedIndex(folder)
+                      embeddings=EmbeddingResult(np.array(dense[first:stop]), rows))
     else:
         from mgte_hf.milvus import MilvusIndex, load_shards
 
@@ -295,7 +290,7 @@ def chart(results: list[dict], path: Path) -> None:
 
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
     ok = [r for r in results if "error" not in r]
-    for engine in ENGINES:
+    for engine in CHARTED:
         rows = sorted((r for r in ok if r["engine"] == engine), key=lambda r: r["size"])
         if not rows:
             continue

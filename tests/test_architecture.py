@@ -28,7 +28,7 @@ ALLOWED: dict[str, set[str] | None] = {
     "index": {"inference", "scoring", "ranking", "hashing", "outputs"},
     "export": {"convert", "modeling"},
     "hub": {"integrations", "modeling", "outputs"},
-    "shards": {"index", "inference", "corpus", "hashing", "outputs", "ranking", "ranks", "scoring"},
+    "shards": {"inference", "corpus", "hashing", "outputs", "ranks"},
     "data": {"tokenizer", "hashing", "outputs"},
     "training": {"modeling", "tokenizer", "adapters", "batching", "scoring", "ranks"},
     "milvus": {"index", "inference", "shards", "corpus", "hashing", "ranking"},

@@ -88,7 +88,7 @@ class Postings:
 
 
 class SearchableIndex(Generic[Hit]):
-    """What the in-memory index and the sharded one share: query checks and encoding, the top k, reranking.
+    """What the in-memory index and the Milvus one share: query checks and encoding, the top k, reranking.
 
     Subclasses set `embedder`, `dimension` and `__len__`, and implement `_first_stage`; `holds_texts` says whether
     their hits carry document texts (which reranking needs).

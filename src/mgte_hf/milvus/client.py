@@ -102,4 +102,23 @@ def _lite_failures() -> Iterator[list[BaseException]]:
         log.propagate = propagate
 
 
-__all__ = ["DEFAULT_TIMEOUT", "connect", "is_server"]
+class _LiteGaps(logging.Filter):
+    """Drops the traceback Milvus Lite's gRPC server logs for a call it does not implement (pymilvus asks it for a
+    timestamp while waiting for an index; the index is built all the same)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], NotImplementedError))
+
+
+@contextmanager
+def quiet_lite_gaps() -> Iterator[None]:
+    """While creating indexes: no traceback in the log for the calls Milvus Lite does not implement."""
+    log, gaps = logging.getLogger("grpc._server"), _LiteGaps()
+    log.addFilter(gaps)
+    try:
+        yield
+    finally:
+        log.removeFilter(gaps)
+
+
+__all__ = ["DEFAULT_TIMEOUT", "connect", "is_server", "quiet_lite_gaps"]

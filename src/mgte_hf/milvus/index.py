@@ -46,7 +46,7 @@ from ..inference.common import check_choice, check_positive_int, check_texts
 from ..inference.embedder import EmbeddingResult, MgteEmbedder, corpus_texts
 from ..ranking import top_k
 from ..shards.storage import sparse_to_csr
-from .client import DEFAULT_TIMEOUT, connect
+from .client import DEFAULT_TIMEOUT, connect, quiet_lite_gaps
 
 
 logger = logging.getLogger(__name__)
@@ -196,8 +196,9 @@ class MilvusIndex(SearchableIndex[SearchHit]):
         properties = {"mgte.format": FORMAT, "mgte.dimension": str(dimension), "mgte.model": json.dumps(identity),
                       "mgte.sparse": json.dumps(self._facts["sparse"] if self._facts else None),
                       "mgte.texts": "true" if texts else "false"}
-        self.client.create_collection(self.collection, schema=schema, index_params=params,
-                                      consistency_level="Strong", properties=properties)
+        with quiet_lite_gaps():
+            self.client.create_collection(self.collection, schema=schema, index_params=params,
+                                          consistency_level="Strong", properties=properties)
         self.client.load_collection(self.collection)
         self.dimension = dimension
         self.holds_texts = texts
@@ -320,7 +321,7 @@ class MilvusIndex(SearchableIndex[SearchHit]):
         if embeddings.dense is None or embeddings.sparse is None:
             raise ValueError("The embeddings of documents need both dense and sparse parts (encode with dense=True, "
                              "sparse=True).")
-        dense = np.array(torch.as_tensor(embeddings.dense).cpu().numpy(), dtype=np.float32)  # never the caller's memory
+        dense = np.array(_float32(embeddings.dense))  # a copy: never the caller's memory
         if dense.ndim != 2 or len(dense) != count or len(embeddings.sparse) != count:
             raise ValueError(f"Got embeddings of shape {tuple(dense.shape)} with {len(embeddings.sparse)} sparse rows "
                              f"for {count} documents.")
@@ -355,8 +356,7 @@ class MilvusIndex(SearchableIndex[SearchHit]):
         hits: list[list[SearchHit]] = []
         for start in range(0, len(embeddings), QUERY_CHUNK):
             part = slice(start, start + QUERY_CHUNK)
-            dense = None if mode == "sparse" else list(
-                torch.as_tensor(embeddings.dense[part]).cpu().float().numpy())
+            dense = None if mode == "sparse" else list(_float32(embeddings.dense[part]))
             sparse = None if mode == "dense" else [dict(q) for q in embeddings.sparse[part]]
             hits += [self._fill(_ranked(row, k), k)
                      for row in self._search_part(dense, sparse, mode, limit, dense_weight, sparse_weight)]
@@ -436,6 +436,13 @@ def _ranked(hits: list[SearchHit], k: int) -> list[SearchHit]:
     hits = sorted(hits, key=lambda hit: hit.index)
     _, columns = top_k(torch.tensor([[hit.score for hit in hits]], dtype=torch.float64), min(k, len(hits)))
     return [hits[c] for c in columns[0].tolist()]
+
+
+def _float32(matrix: np.ndarray | torch.Tensor) -> np.ndarray:
+    """A numpy or torch matrix as a float32 numpy array (no copy when it already is one)."""
+    if isinstance(matrix, torch.Tensor):
+        matrix = matrix.detach().cpu().float().numpy()
+    return np.asarray(matrix, dtype=np.float32)
 
 
 def _check_weights(dense_weight: float, sparse_weight: float) -> None:
