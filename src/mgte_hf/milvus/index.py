@@ -63,7 +63,6 @@ EMPTY_TERM = 2**32 - 2  # Milvus' largest sparse index: the placeholder term of 
 EMPTY_WEIGHT = float(np.finfo(np.float32).tiny)
 COLLECTION_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,254}")
 ID_CHECK_BATCH = 1000  # ids looked up per query when checking for duplicates
-FIELDS = ("id", "row", "dense", "sparse", "text")
 
 
 class MilvusIndex(SearchableIndex[SearchHit]):
