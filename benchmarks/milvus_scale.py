@@ -3,8 +3,8 @@
 Competitors, each built and queried in a fresh process (so its peak resident memory is its own): `HybridIndex`
 (in memory, exact) and `MilvusIndex` on Milvus Lite with a FLAT and with an HNSW dense index (bulk-loaded from shards
 with `load_shards`). `benchmarks/results/milvus_scale.json` also holds a third, the memory-mapped scan over the
-shards that `mgte-hf search-shards` ran (`ShardedIndex`), measured with this script at commit a596c82, before
-`MilvusIndex` replaced it.
+shards (`ShardedIndex` and its command `search-shards`, both removed since), measured with this script at commit
+a596c82, before `MilvusIndex` replaced it.
 
 Vectors: real encodings of Debian package descriptions (DDTP from the data cache: English, then German, French and
 Italian) by the demo model (`demo-output*/hub/mgte-demo-trm`, else `--model`), 128 tokens at most. Sizes above the
@@ -222,7 +222,7 @@ def measure(engine: str, size: int, work: Path, queries: int) -> dict:
         path = work / f"{engine}-{size}.db"
         shutil.rmtree(path, ignore_errors=True)
         index = MilvusIndex(uri=str(path), collection="bench", index=engine.removeprefix("milvus-").upper())
-        load_shards(index, folder, verify=False)
+        load_shards(index, folder)  # each chunk file's sha256 is checked as it is read
     for mode in MODES:  # what the first search of each mode builds (matrix, postings, engine indexes) is building
         index.search("q", top_k=10, mode=mode, query_embeddings=queries_of[0])
     build_seconds = time.perf_counter() - start
@@ -322,6 +322,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--output", type=Path, default=RESULTS / "milvus_scale.json")
     parser.add_argument("--one", choices=ENGINES, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    from mgte_hf.outputs import write_atomic
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     if args.one:
         print(json.dumps(measure(args.one, args.sizes[0], args.work, args.queries)))
@@ -351,7 +353,7 @@ def main(argv: list[str] | None = None) -> None:
                   "model": json.loads((args.work / "real" / "model.json").read_text()),
                   "results": [{k: v for k, v in r.items() if k != "hits"} for r in results]}
         args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(json.dumps(report, indent=1) + "\n")
+        write_atomic(args.output, json.dumps(report, indent=1) + "\n")
         chart(results, args.output.with_suffix(".png"))
     print(table(results))
 

@@ -256,9 +256,13 @@ def test_reader_verifies_checksums(reference, tmp_path):
     folder = copy(reference, tmp_path)
     values = folder / "chunk-000007" / "sparse_values.npy"
     values.write_bytes(values.read_bytes()[:-4] + b"\x00\x00\x80\x3f")
-    ShardReader(folder)  # opening alone reads manifests only
-    with pytest.raises(ValueError, match="chunk-000007 is damaged"):
+    reader = ShardReader(folder)  # opening alone reads manifests only
+    with pytest.raises(ValueError, match="chunk-000007/sparse_values.npy does not match its recorded sha256"):
         ShardReader(folder, verify=True)
+    reader.chunks[6].sparse_csr()  # an intact chunk reads
+    with pytest.raises(ValueError, match="chunk-000007/sparse_values.npy does not match"):
+        reader.chunks[7].sparse_csr()  # a damaged file is refused when first read
+    reader.chunks[7].dense()  # the chunk's other files are intact
     (folder / "chunk-000001" / MANIFEST).write_text("{}")
     with pytest.raises(ValueError, match="chunk-000001/manifest.json does not match"):
         ShardReader(folder)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -23,6 +24,12 @@ def missing_resource(reason: str) -> None:
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(f"{reason}; CI must provide it (CI=true)", pytrace=False)
     pytest.skip(reason)
+
+
+def write_jsonl(path: Path, records: list[dict]) -> Path:
+    """One JSON object per line (a corpus file)."""
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    return path
 
 
 def make_config(**overrides) -> MgteConfig:
@@ -73,6 +80,18 @@ FP32_ULPS = 16
 def fp32_bound(reference: torch.Tensor) -> float:
     """The fp32 tolerance for outputs like `reference`: max(1e-5, 16 ulp of its largest magnitude)."""
     return max(1e-5, FP32_ULPS * torch.finfo(torch.float32).eps * reference.abs().max().item())
+
+
+def skip_without_inductor(implementation: str) -> None:
+    """Skip a flex-attention case where torch inductor (which compiles it) breaks: under a forced
+    ATEN_CPU_CAPABILITY, torch 2.13's flex kernels fail to build (`default`: `at::vec` used without a vector ISA) or
+    index out of bounds (`avx2`)."""
+    import os
+
+    import pytest
+
+    if implementation == "flex_attention" and os.environ.get("ATEN_CPU_CAPABILITY"):
+        pytest.skip("torch inductor's flex-attention kernels break under a forced ATEN_CPU_CAPABILITY (torch 2.13)")
 
 
 def valid_rows(padded: torch.Tensor, mask: torch.Tensor) -> list[torch.Tensor]:

@@ -44,6 +44,8 @@ def test_index_and_search_errors(embedder_dir, corpus, tmp_path, capsys):
           "--timeout", "1"], "No Milvus server answers at http://127.0.0.1:9"),
         (["search", "--model", str(embedder_dir), "--uri", uri, "--corpus", str(corpus), "--query", "q"],
          "build or extend it with `mgte-hf index`"),
+        (["index", "--model", str(embedder_dir), "--uri", str(tmp_path), "--corpus", str(corpus)],
+         f"--uri {tmp_path} holds the input {corpus}"),
     ]
     for argv, message in cases:
         assert main(argv) == 2

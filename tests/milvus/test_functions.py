@@ -1,6 +1,8 @@
 """`MgteEmbeddingFunction`: pymilvus' model-function layout (as its BGE-M3 function), used with a raw pymilvus
 client on Milvus Lite; mGTE's hybrid score is WeightedRanker(1.0, 0.1, norm_score=False) over its two fields."""
 
+import inspect
+
 import numpy as np
 import pytest
 from pymilvus import AnnSearchRequest, DataType, MilvusClient, WeightedRanker
@@ -28,6 +30,25 @@ def test_the_layout_of_pymilvus_model_functions(embedder, embedder_dir):
         MgteEmbeddingFunction(embedder, return_dense=False, return_sparse=False)
     with pytest.raises(TypeError, match="configure loading a folder"):
         MgteEmbeddingFunction(embedder, device="cpu")
+
+
+def test_the_interface_of_pymilvus_bge_m3_function(embedder):
+    """The methods, their parameters and the settings of pymilvus-model's BGEM3EmbeddingFunction (the real class),
+    so code written against it runs unchanged."""
+    from pymilvus.model.base import BaseEmbeddingFunction
+    from pymilvus.model.hybrid import BGEM3EmbeddingFunction
+
+    ef = MgteEmbeddingFunction(embedder)
+    abstract = {name for name, f in vars(BaseEmbeddingFunction).items() if getattr(f, "__isabstractmethod__", False)}
+    assert abstract == {"__call__", "encode_queries"}
+    for name in (*abstract, "encode_documents"):
+        ours, theirs = inspect.signature(getattr(ef, name)), inspect.signature(getattr(BGEM3EmbeddingFunction, name))
+        assert list(ours.parameters) == list(theirs.parameters)[1:], name  # theirs: unbound, with self
+    assert isinstance(inspect.getattr_static(BGEM3EmbeddingFunction, "dim"), property)
+    assert isinstance(inspect.getattr_static(MgteEmbeddingFunction, "dim"), property)
+    assert set(ef.dim) <= {"dense", "sparse", "colbert_vecs"} and set(ef.dim) >= {"dense", "sparse"}
+    settings = set(inspect.signature(MgteEmbeddingFunction).parameters)
+    assert {"return_dense", "return_sparse"} <= settings & set(inspect.signature(BGEM3EmbeddingFunction).parameters)
 
 
 def test_in_place_of_bge_m3_with_a_raw_pymilvus_client(embedder, tmp_path):

@@ -171,13 +171,13 @@ def test_bad_input_is_refused_before_anything_is_written(embedder, tmp_path):
             embeddings=EmbeddingResult(good.dense[:, :4], good.sparse))
     nan = good.dense.copy()
     nan[1, 3] = np.nan
-    refused("document 'y' holds NaN or infinite values", ["x", "y"], ["x", "y"],
+    refused("embeddings.dense row 1 holds NaN or infinite values", ["x", "y"], ["x", "y"],
             embeddings=EmbeddingResult(nan, good.sparse))
-    refused("document 'x' is all zeros", ["x", "y"], ["x", "y"],
+    refused("embeddings.dense row 0 has L2 norm 0, not 1", ["x", "y"], ["x", "y"],  # an empty (all-zero) vector
             embeddings=EmbeddingResult(np.zeros_like(good.dense), good.sparse))
-    refused("dense embeddings are empty", ["x", "y"], ["x", "y"],
+    refused("embeddings.dense is empty", ["x", "y"], ["x", "y"],
             embeddings=EmbeddingResult(np.zeros((2, 0), np.float32), good.sparse))
-    refused("document 'y' has a NaN", ["x", "y"], ["x", "y"],
+    refused(r"embeddings.sparse\[1\]\[7\] is nan; sparse weights must be finite", ["x", "y"], ["x", "y"],
             embeddings=EmbeddingResult(good.dense, [{5: 1.0}, {7: float("nan")}]))
     refused("document 'x' has a negative weight", ["x", "y"], ["x", "y"],
             embeddings=EmbeddingResult(good.dense, [{5: -1.0}, {7: 1.0}]))
@@ -211,7 +211,7 @@ def test_another_model_dimension_or_index_type_is_refused(built, real_embedder, 
         MilvusIndex(real_embedder, uri=index.uri, collection="gnome", dimension=16)
     with pytest.raises(ValueError, match="has a FLAT dense index, not HNSW"):
         MilvusIndex(real_embedder, uri=index.uri, collection="gnome", index="HNSW")
-    with pytest.raises(ValueError, match="The query embeddings have dimension 16"):
+    with pytest.raises(ValueError, match=r"The query embeddings have dimension \(16,\); this index holds dimension 32"):
         index.search("q", query_embeddings=real_embedder.encode_queries("q", dimension=16))
     client = connect(index.uri)
     client.create_collection("foreign", dimension=4)
@@ -279,7 +279,7 @@ def test_a_folder_held_by_another_process_is_a_clear_error(tmp_path):
     code = ("import numpy as np, time\nfrom mgte_hf.inference import EmbeddingResult\n"
             "from mgte_hf.milvus import MilvusIndex\n"
             f"MilvusIndex(uri={str(path)!r}).add(['kept'], ids=['kept'], "
-            "embeddings=EmbeddingResult(np.ones((1, 4), np.float32), [{5: 1.0}]))\n"
+            "embeddings=EmbeddingResult(np.full((1, 4), 0.5, np.float32), [{5: 1.0}]))\n"
             "print('open', flush=True)\ntime.sleep(120)\n")
     holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
@@ -291,7 +291,7 @@ def test_a_folder_held_by_another_process_is_a_clear_error(tmp_path):
     finally:
         holder.kill()
         holder.wait()
-    query = EmbeddingResult(np.ones((1, 4), np.float32), [{5: 1.0}])
+    query = EmbeddingResult(np.full((1, 4), 0.5, np.float32), [{5: 1.0}])
     assert [h.id for h in MilvusIndex(uri=str(path)).search("q", top_k=1, query_embeddings=query)] == ["kept"]
 
 

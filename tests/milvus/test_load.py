@@ -125,14 +125,15 @@ def test_refusals_leave_the_collection_as_it_was(embedder, embedder_dir, shards,
         load_shards(loaded, other_shards)
     other = MgteEmbedder.from_pretrained(save_embedder(tmp_path / "other-model", tiny_tokenizer, seed=3), device="cpu")
     other_model = MilvusIndex(other, uri=uri, collection="fresh")
-    with pytest.raises(ValueError, match="written by another model than this index's embedder: .*weights_sha256"):
+    with pytest.raises(ValueError, match="The shard run in .* was built with another model: .*weights_sha256"):
         load_shards(other_model, shards)
     damaged = tmp_path / "damaged"
     encode_to_shards(embedder, JsonlCorpus(corpus_file), damaged, chunk_size=CHUNK)
     dense = damaged / "chunk-000004" / "dense.npy"
     dense.write_bytes(dense.read_bytes()[:-1] + b"\x01")
     partial = MilvusIndex(embedder, uri=uri, collection="partial")
-    with pytest.raises(ValueError, match="chunk-000004 is damaged .*the 4 chunks before it stay loaded"):
+    with pytest.raises(ValueError, match="chunk-000004/dense.npy does not match its recorded sha256.*the 4 chunks "
+                                         "before it stay loaded"):
         load_shards(partial, damaged)
     assert len(partial) == 40
     with pytest.raises(ValueError, match="part-way through a bulk load from shards \\(4 of 11 chunks\\)"):
@@ -141,4 +142,12 @@ def test_refusals_leave_the_collection_as_it_was(embedder, embedder_dir, shards,
         load_shards(partial, damaged, corpus=JsonlCorpus(corpus_file))
     assert cli_main(["index", "--model", str(embedder_dir), "--shards", str(shards), "--uri", uri, "--collection",
                      "loaded", "--corpus", str(other_texts)]) == 2
+    short = MilvusIndex(embedder, uri=uri, collection="short", max_id_bytes=5)
+    with pytest.raises(ValueError, match="10 ids are longer than 5 bytes of UTF-8 .*'doc-10'"):
+        load_shards(short, shards)  # doc-0 … doc-9 fit
+    assert len(short) == 10
     assert len(index) == 1 and len(loaded) == 103, "nothing stored is lost"
+    # --overwrite (overwrite=True) replaces the collection
+    assert cli_main(["index", "--model", str(embedder_dir), "--shards", str(other_shards), "--uri", uri,
+                     "--collection", "loaded", "--overwrite"]) == 0
+    assert len(MilvusIndex(embedder, uri=uri, collection="loaded")) == 20

@@ -19,7 +19,7 @@ import os
 import numpy as np
 from scipy.sparse import csr_array
 
-from ..inference.common import check_texts
+from ..inference.common import check_dimension, check_texts
 from ..inference.embedder import EmbeddingResult, MgteEmbedder
 from ..shards.storage import sparse_to_csr
 
@@ -47,8 +47,8 @@ class MgteEmbeddingFunction:
         else:
             self.embedder = MgteEmbedder.from_pretrained(model_name_or_embedder, **kwargs)
             self.model_name = str(model_name_or_embedder)
-        self.dimension = self.embedder.model.check_dimension(self.embedder.dimension if dimension is None
-                                                             else dimension)
+        self.dimension = check_dimension(self.embedder.model,
+                                         self.embedder.dimension if dimension is None else dimension)
         self.return_dense, self.return_sparse = return_dense, return_sparse
 
     @property

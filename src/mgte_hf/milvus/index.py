@@ -20,7 +20,8 @@ One row per document: `id` (VARCHAR primary key), `row` (the insertion order: `S
 their corpus). The collection's properties record the model (`mgte.model`: `hashing.model_identity`), the dense
 `mgte.dimension`, the sparse settings (`mgte.sparse`: vocabulary size and ignored token ids), whether texts are
 stored (`mgte.texts`) and a bulk load's progress (`mgte.shards`, see `load_shards`). Opening a collection with
-another model or dimension is refused. A document without any sparse weight (an empty text) is stored with one
+another model (`hashing.check_model_identity`: weights, config and tokenizer, which fix the sparse settings too) or
+another dimension is refused; an existing collection is replaced only with `overwrite=True`. A document without any sparse weight (an empty text) is stored with one
 placeholder term outside every vocabulary (id 2³²−2, the smallest float32 weight), since Milvus stores no empty
 sparse vector; no query holds that term, so its sparse score is 0 as in `HybridIndex`.
 
@@ -33,18 +34,18 @@ import json
 import logging
 import math
 import re
-from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
-from ..hashing import identity_differences, model_identity
+from ..hashing import check_model_identity, model_identity
 from ..index import QUERY_CHUNK, SearchableIndex, SearchHit
-from ..inference.common import check_choice, check_positive_int, check_texts
-from ..inference.embedder import EmbeddingResult, MgteEmbedder, corpus_texts
+from ..inference.common import check_choice, check_dimension, check_positive_int
+from ..inference.embedder import EmbeddingResult, MgteEmbedder
 from ..ranking import top_k
+from ..scoring import check_unit_rows, sparse_rows
 from ..shards.storage import sparse_to_csr
 from .client import DEFAULT_TIMEOUT, connect, quiet_lite_gaps
 
@@ -84,6 +85,7 @@ class MilvusIndex(SearchableIndex[SearchHit]):
         timeout: seconds to wait for a server before a `ConnectionError`.
         allow_other_model: open a collection built by another model anyway, with a warning (its scores then mix
             two models' vector spaces).
+        overwrite: drop an existing collection of this name and start an empty one (its documents are lost).
 
     Raises:
         ConnectionError: the server does not answer, or the Lite folder is open in another process.
@@ -93,7 +95,7 @@ class MilvusIndex(SearchableIndex[SearchHit]):
     def __init__(self, embedder: MgteEmbedder | None = None, uri: str = "index.db", collection: str = "docs", *,
                  dimension: int | None = None, index: str | None = None, hybrid_candidates: int = 100,
                  max_id_bytes: int = DEFAULT_ID_BYTES, token: str = "", timeout: float = DEFAULT_TIMEOUT,
-                 allow_other_model: bool = False):
+                 allow_other_model: bool = False, overwrite: bool = False):
         if not isinstance(collection, str) or not COLLECTION_NAME.fullmatch(collection):
             raise ValueError(f"collection must be 1-255 letters, digits or underscores, not starting with a digit; "
                              f"got {collection!r}.")
@@ -104,13 +106,15 @@ class MilvusIndex(SearchableIndex[SearchHit]):
         self.embedder = embedder
         self.uri, self.collection = uri, collection
         self.hybrid_candidates = check_positive_int(hybrid_candidates, "hybrid_candidates")
+        self.allow_other_model = allow_other_model
         self.client = connect(uri, token=token, timeout=timeout)
-        self._facts = _model_facts(embedder)
+        if overwrite and self.client.has_collection(collection):
+            self.client.drop_collection(collection)
         if self.client.has_collection(collection):
-            self._open(dimension, index, allow_other_model)
+            self._open(dimension, index)
         else:
             if embedder is not None:
-                dimension = embedder.model.check_dimension(embedder.dimension if dimension is None else dimension)
+                dimension = check_dimension(embedder.model, embedder.dimension if dimension is None else dimension)
             self.dimension = dimension
             self.index_type = index or "FLAT"
             self.max_id_bytes = check_positive_int(max_id_bytes, "max_id_bytes")
@@ -136,7 +140,7 @@ class MilvusIndex(SearchableIndex[SearchHit]):
         self.client.close()
 
     # ------------------------------------------------------------------------------------------------ opening
-    def _open(self, dimension: int | None, index: str | None, allow_other_model: bool) -> None:
+    def _open(self, dimension: int | None, index: str | None) -> None:
         """Read and check the properties of an existing collection, and load it for search."""
         where = f"Collection {self.collection!r} at {self.uri}"
         described = self.client.describe_collection(self.collection)
@@ -148,10 +152,11 @@ class MilvusIndex(SearchableIndex[SearchHit]):
         if dimension is not None and dimension != stored:
             raise ValueError(f"{where} holds dense vectors of dimension {stored}, not {dimension}; open it with "
                              f"dimension={stored} (or None), or build another collection.")
-        if self.embedder is not None:
-            self.embedder.model.check_dimension(stored)
         self.dimension = stored
-        self._check_model(json.loads(props.get("mgte.model", "null")), where, allow_other_model)
+        if self.embedder is not None:
+            check_dimension(self.embedder.model, stored)
+            check_model_identity(json.loads(props.get("mgte.model", "null")), self.embedder.model,
+                                 self.embedder.tokenizer, artifact=where, allow_other_model=self.allow_other_model)
         self.index_type = self.client.describe_index(self.collection, "dense")["index_type"]
         if index is not None and index != self.index_type:
             raise ValueError(f"{where} has a {self.index_type} dense index, not {index}; open it with "
@@ -160,22 +165,6 @@ class MilvusIndex(SearchableIndex[SearchHit]):
         self.max_id_bytes = int(fields["id"]["params"]["max_length"])
         self.holds_texts = props.get("mgte.texts") == "true"
         self.client.load_collection(self.collection)
-
-    def _check_model(self, recorded: dict | None, where: str, allow_other_model: bool) -> None:
-        """Refuse (or with `allow_other_model`, warn about) an embedder other than the one the collection records."""
-        if self._facts is None:
-            return
-        if recorded is None:
-            logger.warning("%s records no model identity; it cannot be checked against this embedder.", where)
-            return
-        differences = identity_differences(self._facts["identity"], recorded, labels=("this model", "recorded"))
-        if not differences:
-            return
-        what = f"{where} was built with another model: {'; '.join(differences)}"
-        if not allow_other_model:
-            raise ValueError(f"{what}. Search it with the model that built it, or pass allow_other_model=True "
-                             "(--allow-other-model) to use it anyway.")
-        logger.warning("%s. Used anyway (allow_other_model=True): its scores mix two models.", what)
 
     def _create(self, dimension: int, identity: dict | None, texts: bool) -> None:
         """Create the collection (schema, indexes, model facts) and load it."""
@@ -193,7 +182,7 @@ class MilvusIndex(SearchableIndex[SearchHit]):
         params.add_index("sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="IP")
         params.add_index("row", index_type="INVERTED")
         properties = {"mgte.format": FORMAT, "mgte.dimension": str(dimension), "mgte.model": json.dumps(identity),
-                      "mgte.sparse": json.dumps(self._facts["sparse"] if self._facts else None),
+                      "mgte.sparse": json.dumps(_sparse_settings(self.embedder)),
                       "mgte.texts": "true" if texts else "false"}
         with quiet_lite_gaps():
             self.client.create_collection(self.collection, schema=schema, index_params=params,
@@ -221,8 +210,9 @@ class MilvusIndex(SearchableIndex[SearchHit]):
     ) -> None:
         """Add documents; they are encoded with the embedder unless `embeddings` (dense and sparse) are given.
 
-        Everything is checked before anything is written (ids unique and new, lengths, finite non-empty vectors),
-        and a write that fails part-way is undone, so a refused `add` leaves the collection as it was.
+        Everything is checked before anything is written (ids unique, new and short enough, text lengths, finite
+        L2-normalised dense vectors, finite non-negative sparse weights), and a write that fails part-way is undone,
+        so a refused `add` leaves the collection as it was.
 
         Args:
             documents: the texts, or `{"title", "text"}` records (joined as `encode_corpus` does); stored for
@@ -231,13 +221,9 @@ class MilvusIndex(SearchableIndex[SearchHit]):
             embeddings: precomputed `EmbeddingResult` of `documents` (same order), with dense and sparse parts.
             **encode_kwargs: passed to `embedder.encode_corpus` (`batch_tokens`, `show_progress_bar`, ...).
         """
-        documents = corpus_texts(documents)
         self._check_no_unfinished_load()
-        start = len(self)
-        ids = [str(start + i) for i in range(len(documents))] if ids is None else check_texts(ids, "ids")
-        if len(ids) != len(documents):
-            raise ValueError(f"Got {len(ids)} ids for {len(documents)} documents; pass one id per document.")
-        self._check_new_ids(ids)
+        documents, ids = self._new_documents(documents, ids)
+        self._check_id_sizes(ids)
         _check_texts(documents, ids)
         if embeddings is None and documents:
             embeddings = self._embedder("add documents").encode_corpus(documents, dimension=self.dimension,
@@ -245,24 +231,31 @@ class MilvusIndex(SearchableIndex[SearchHit]):
         if not documents:
             return
         dense, csr = self._check_embeddings(embeddings, len(documents))
-        self._write(ids, documents, dense, csr)
+        identity = None
+        if self.embedder is not None and not self.client.has_collection(self.collection):
+            identity = model_identity(self.embedder.model, self.embedder.tokenizer)  # recorded by the new collection
+        self._write(ids, documents, dense, csr, identity=identity, what="embeddings.dense")
 
     def _write(self, ids: list[str], texts: list[str] | None, dense: np.ndarray,
-               csr: tuple[np.ndarray, np.ndarray, np.ndarray], *, start: int | None = None, flush: bool = True) -> None:
+               csr: tuple[np.ndarray, np.ndarray, np.ndarray], *, identity: dict | None, what: str,
+               start: int | None = None, flush: bool = True) -> None:
         """Check, then insert rows numbered from `start` (default: the collection's size); a failed insert is undone.
 
         Args:
             ids: the documents' ids (checked by the caller).
             texts: their texts, or `None` to store none (empty texts).
-            dense: `(n, dimension)` float32.
+            dense: `(n, dimension)` float32, L2-normalised rows.
             csr: the sparse weights as CSR `(indptr (n+1,), indices (nnz,), values (nnz,))`.
+            identity: the model identity a new collection records (`hashing.model_identity`).
+            what: how the dense matrix is named in messages.
             flush: seal the rows (Milvus indexes sealed rows; unsealed ones are searched by brute force).
         """
-        dense = self._check_dense(dense, ids)
+        self._check_id_sizes(ids)
+        dense = self._check_dense(dense, what)
         sparse = _sparse_rows(*csr, ids)
         text_bytes = _check_texts(texts, ids) if texts is not None else [0] * len(ids)
         if not self.client.has_collection(self.collection):
-            self._create(dense.shape[1], self._facts["identity"] if self._facts else None, texts is not None)
+            self._create(dense.shape[1], identity, texts is not None)
         start = len(self) if start is None else start
         try:
             batch: list[dict] = []
@@ -293,24 +286,26 @@ class MilvusIndex(SearchableIndex[SearchHit]):
                              f"shards ({state['loaded']} of {state['chunks']} chunks); finish it first (run the same "
                              "`mgte-hf index --shards ...` or load_shards again), then add documents.")
 
-    def _check_new_ids(self, ids: list[str]) -> None:
-        """Ids must be non-empty, at most `max_id_bytes` long, unique, and not in the collection yet."""
+    def _stored_ids(self, ids: list[str]) -> list[str]:
+        """Those of `ids` in the collection."""
+        stored: list[str] = []
+        if self.client.has_collection(self.collection):
+            for start in range(0, len(ids), ID_CHECK_BATCH):
+                part = ids[start:start + ID_CHECK_BATCH]
+                found = self.client.query(self.collection, filter=f"id in [{', '.join(map(_literal, part))}]",
+                                          output_fields=["id"])
+                stored += [row["id"] for row in found]
+        return stored
+
+    def _check_id_sizes(self, ids: list[str]) -> None:
+        """Ids must fit the collection's id field: non-empty, at most `max_id_bytes` of UTF-8."""
         if "" in ids:
             raise ValueError(f"Document ids must be non-empty; ids[{ids.index('')}] is ''.")
         long = [i for i in ids if len(i.encode("utf-8")) > self.max_id_bytes]
         if long:
             raise ValueError(f"{len(long)} ids are longer than {self.max_id_bytes} bytes of UTF-8 (the collection's "
                              f"id field), e.g. {long[0][:40]!r}… ({len(long[0].encode('utf-8'))} bytes); shorten "
-                             "them, or build a new collection with a larger max_id_bytes.")
-        clashes = [doc_id for doc_id, count in Counter(ids).items() if count > 1]
-        if not clashes and self.client.has_collection(self.collection):
-            for start in range(0, len(ids), ID_CHECK_BATCH):
-                part = ids[start:start + ID_CHECK_BATCH]
-                found = self.client.query(self.collection, filter=f"id in [{', '.join(map(_literal, part))}]",
-                                          output_fields=["id"])
-                clashes += [row["id"] for row in found]
-        if clashes:
-            raise ValueError(f"Document ids must be unique; {len(clashes)} repeat, e.g. {clashes[0]!r}.")
+                             "them, or build a new collection with a larger max_id_bytes (--max-id-bytes).")
 
     def _check_embeddings(self, embeddings: EmbeddingResult, count: int
                           ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]:
@@ -324,22 +319,16 @@ class MilvusIndex(SearchableIndex[SearchHit]):
         if dense.ndim != 2 or len(dense) != count or len(embeddings.sparse) != count:
             raise ValueError(f"Got embeddings of shape {tuple(dense.shape)} with {len(embeddings.sparse)} sparse rows "
                              f"for {count} documents.")
-        return dense, sparse_to_csr(embeddings.sparse)
+        return dense, sparse_to_csr(sparse_rows(embeddings.sparse, "embeddings.sparse"))
 
-    def _check_dense(self, dense: np.ndarray, ids: list[str]) -> np.ndarray:
-        """`(n, D)` float32 with D the index's dimension, every row finite and not all zeros."""
+    def _check_dense(self, dense: np.ndarray, what: str) -> np.ndarray:
+        """`(n, D)` float32 with D the index's dimension, every row finite and L2-normalised (`check_unit_rows`)."""
         dense = np.asarray(dense, dtype=np.float32)
         if dense.ndim != 2 or dense.shape[1] == 0:
-            raise ValueError(f"The dense embeddings are empty (shape {tuple(dense.shape)}); encode the documents with "
-                             "dense=True.")
+            raise ValueError(f"{what} is empty (shape {tuple(dense.shape)}); encode the documents with dense=True.")
         if self.dimension is not None and dense.shape[1] != self.dimension:
             raise ValueError(f"The embeddings have dimension {dense.shape[1]}; this index holds {self.dimension}.")
-        for bad, what in ((~np.isfinite(dense).all(axis=1), "holds NaN or infinite values"),
-                          (~dense.any(axis=1), "is all zeros (an empty vector)")):
-            if bad.any():
-                row = int(bad.argmax())
-                raise ValueError(f"The dense vector of document {ids[row]!r} {what}; {int(bad.sum())} of {len(ids)} "
-                                 "documents are so. Nothing was written: fix or drop them.")
+        check_unit_rows(torch.from_numpy(dense), what)
         return dense
 
     # ------------------------------------------------------------------------------------------------ search
@@ -455,7 +444,8 @@ def _check_weights(dense_weight: float, sparse_weight: float) -> None:
 
 def _sparse_rows(indptr: np.ndarray, indices: np.ndarray, values: np.ndarray,
                  ids: list[str]) -> list[dict[int, float]]:
-    """Checked CSR → one `{token_id: weight}` per row, zero weights dropped, an empty row given the placeholder term."""
+    """Checked CSR → one `{token_id: weight}` per row, zero weights dropped, an empty row given the placeholder term
+    (Milvus takes neither negative weights nor token ids from `EMPTY_TERM` on)."""
     values = np.asarray(values, dtype=np.float32)
     indices = np.asarray(indices, dtype=np.int64)
     for bad, what in ((~np.isfinite(values), "a NaN or infinite weight"), (values < 0, "a negative weight"),
@@ -486,13 +476,11 @@ def _literal(text: str) -> str:
     return f'"{escaped}"'
 
 
-def _model_facts(embedder: MgteEmbedder | None) -> dict | None:
-    """The identity (sha256 of weights, config, tokenizer; dtype) and sparse settings of the embedder's model."""
+def _sparse_settings(embedder: MgteEmbedder | None) -> dict | None:
+    """What shapes the embedder's sparse vectors besides its weights: the vocabulary size and the ignored token ids."""
     if embedder is None:
         return None
-    return {"identity": model_identity(embedder.model, embedder.tokenizer),
-            "sparse": {"vocab_size": embedder.model.config.vocab_size,
-                       "ignored_token_ids": embedder.sparse_ignore_token_ids}}
+    return {"vocab_size": embedder.model.config.vocab_size, "ignored_token_ids": embedder.sparse_ignore_token_ids}
 
 
 __all__ = ["FORMAT", "INDEX_TYPES", "MAX_TOP_K", "TEXT_MAX_BYTES", "MilvusIndex"]

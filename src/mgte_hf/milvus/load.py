@@ -9,7 +9,9 @@ its identity: model, dimension, settings, corpus), how many chunks are loaded an
 manifests' sha256 (a chunk's manifest holds the sha256 of each of its files). A load stopped at any point (even by
 SIGKILL) and started again checks that chain against the folder, deletes the rows of the chunk that was being
 written, and goes on from there: it ends with exactly the corpus rows. A collection that holds other rows, rows of
-other shards, or a model or dimension other than the shards' is refused before anything is written.
+other shards, or a model or dimension other than the shards' is refused before anything is written (open the index
+with `overwrite=True` to replace it). Every chunk file is checked against the sha256 its manifest records as it is
+read (`ShardChunk`), so a damaged chunk is refused by name with the chunks before it loaded.
 """
 
 from __future__ import annotations
@@ -18,19 +20,21 @@ import logging
 import os
 import time
 from dataclasses import dataclass
+from functools import reduce
 
 from tqdm.auto import tqdm
 
 from ..corpus import Corpus
-from ..hashing import identity_differences, sha256_bytes
-from ..inference.common import show_progress
+from ..hashing import check_model_identity, identity_differences, sha256_bytes
+from ..inference.common import check_dimension, show_progress
 from ..shards.corpus import chunks, scan_corpus
 from ..shards.reader import ShardReader
-from ..shards.storage import chunk_problem, json_bytes
+from ..shards.storage import json_bytes
 from .index import MilvusIndex
 
 
 logger = logging.getLogger(__name__)
+REPLACE = ", or open the index with overwrite=True (--overwrite) to replace this one"
 
 
 @dataclass
@@ -45,7 +49,7 @@ class LoadRun:
 
 
 def load_shards(index: MilvusIndex, folder: str | os.PathLike, *, corpus: Corpus | None = None,
-                verify: bool = True, show_progress_bar: bool | None = None) -> LoadRun:
+                show_progress_bar: bool | None = None) -> LoadRun:
     """Load the finished shards in `folder` into `index`'s collection, resuming a load that was stopped.
 
     Args:
@@ -53,12 +57,11 @@ def load_shards(index: MilvusIndex, folder: str | os.PathLike, *, corpus: Corpus
         folder: the shard folder of `encode_to_shards` / `mgte-hf encode-corpus`.
         corpus: the corpus the shards were encoded from (checked by sha256), to store the texts; without it the
             rows hold no text (no reranking).
-        verify: check every chunk file's sha256 before loading it.
         show_progress_bar: a bar over the chunks; `None`: for 256 documents or more.
 
     Raises:
         ValueError: a collection of other rows, shards, model or dimension; a corpus that is not the shards' own; a
-            damaged chunk. Nothing is written then.
+            damaged chunk file (the chunks before it stay loaded). Nothing else is written then.
     """
     start_time = time.perf_counter()
     reader = ShardReader(folder)
@@ -92,13 +95,13 @@ def load_shards(index: MilvusIndex, folder: str | os.PathLike, *, corpus: Corpus
             part = next(texts)[2] if texts is not None else None
             if chunk.index < skipped:
                 continue
-            problem = chunk_problem(chunk.path, run) if verify else None
-            if problem:
-                raise ValueError(f"{chunk.path} is damaged ({problem}); run the encoding again to repair it, then "
-                                 f"load again (the {chunk.index} chunks before it stay loaded).")
-            index._write(chunk.ids(), part, chunk.dense(), chunk.sparse_csr(), start=chunk.first_row, flush=False)
-            state = {**state, "loaded": chunk.index + 1,
-                     "chain": sha256_bytes((state["chain"] + manifests[chunk.index]).encode())}
+            try:  # each file is checked against its recorded sha256 as it is read
+                ids, dense, csr = chunk.ids(), chunk.dense(), chunk.sparse_csr()
+            except ValueError as err:
+                raise ValueError(f"{err} Then load again: the {chunk.index} chunks before it stay loaded.") from None
+            index._write(ids, part, dense, csr, identity=run["model"], what=str(chunk.path / "dense.npy"),
+                         start=chunk.first_row, flush=False)
+            state = {**state, "loaded": chunk.index + 1, "chain": _link(state["chain"], manifests[chunk.index])}
             index._set_property("mgte.shards", state)
             loaded.append(chunk.index)
             logger.info("chunk %d of %d loaded (%d rows).", chunk.index + 1, len(reader.chunks), chunk.count)
@@ -113,42 +116,41 @@ def _check_target(index: MilvusIndex, reader: ShardReader, where: str, texts: bo
     exists = index.client.has_collection(index.collection)
     if exists and index.dimension != reader.dimension:
         raise ValueError(f"The shards in {reader.folder} hold dense vectors of dimension {reader.dimension}; {where} "
-                         f"holds {index.dimension}. Load them into a new collection.")
-    if not exists and index.embedder is not None:
-        index.embedder.model.check_dimension(reader.dimension)
-    if index._facts is not None:
-        differences = identity_differences(index._facts["identity"], run["model"], labels=("this model", "shards"))
-        if differences:
-            raise ValueError(f"The shards in {reader.folder} were written by another model than this index's "
-                             f"embedder: {'; '.join(differences)}. Use the model that wrote them.")
+                         f"holds {index.dimension}. Load them into a new collection{REPLACE}.")
     if not exists:
+        if index.embedder is not None:
+            check_dimension(index.embedder.model, reader.dimension)
+            check_model_identity(run["model"], index.embedder.model, index.embedder.tokenizer,
+                                 artifact=f"The shard run in {reader.folder}", allow_other_model=index.allow_other_model)
         return None
     recorded = index._property("mgte.model")
     if recorded is not None and identity_differences(recorded, run["model"]):
         raise ValueError(f"{where} was built with another model than the shards in {reader.folder}: "
                          f"{'; '.join(identity_differences(recorded, run['model'], labels=('collection', 'shards')))}."
-                         " Load them into a new collection.")
+                         f" Load them into a new collection{REPLACE}.")
     state = index._property("mgte.shards")
     if state is None:
         count = len(index)
         if count:
             raise ValueError(f"{where} holds {count} documents that were not loaded from {reader.folder}; load the "
-                             "shards into a new collection.")
+                             f"shards into a new collection{REPLACE}.")
         return None
     if state["run"] != sha256_bytes(json_bytes(run)):
         raise ValueError(f"{where} holds rows loaded from other shards (another model, corpus or settings than "
-                         f"{reader.folder}); load these into a new collection.")
+                         f"{reader.folder}); load these into a new collection{REPLACE}.")
     manifests = [entry["manifest_sha256"] for entry in reader.manifest["chunks"]]
-    chain = ""
-    for sha in manifests[: state["loaded"]]:
-        chain = sha256_bytes((chain + sha).encode())
-    if chain != state["chain"]:
+    if reduce(_link, manifests[: state["loaded"]], "") != state["chain"]:
         raise ValueError(f"The first {state['loaded']} chunks in {reader.folder} are not the ones {where} loaded "
-                         "(their manifests changed); load the shards into a new collection.")
+                         f"(their manifests changed); load the shards into a new collection{REPLACE}.")
     if state["texts"] != texts:
         raise ValueError(f"The load into {where} began {'with' if state['texts'] else 'without'} the corpus; "
                          f"run it again {'with' if state['texts'] else 'without'} it (--corpus) to finish.")
     return state
+
+
+def _link(chain: str, manifest_sha256: str) -> str:
+    """The load record's chain after one more chunk: sha256 of the chain so far and the chunk manifest's sha256."""
+    return sha256_bytes((chain + manifest_sha256).encode())
 
 
 def _drop_partial_chunk(index: MilvusIndex, first_row: int, where: str) -> None:
@@ -157,7 +159,7 @@ def _drop_partial_chunk(index: MilvusIndex, first_row: int, where: str) -> None:
     count = len(index)
     if count != first_row:
         raise ValueError(f"{where} holds {count} rows where its load record says {first_row}: rows were deleted or "
-                         "added by hand. Load the shards into a new collection.")
+                         f"added by hand. Load the shards into a new collection{REPLACE}.")
 
 
 __all__ = ["LoadRun", "load_shards"]
