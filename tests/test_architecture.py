@@ -28,15 +28,16 @@ ALLOWED: dict[str, set[str] | None] = {
     "index": {"inference", "scoring", "ranking", "hashing", "outputs"},
     "export": {"convert", "modeling", "inference", "hashing", "outputs"},
     "hub": {"integrations", "modeling", "outputs"},
-    "shards": {"index", "inference", "corpus", "hashing", "outputs", "ranking", "ranks", "scoring"},
+    "shards": {"inference", "corpus", "hashing", "outputs", "ranks"},
     "data": {"tokenizer", "hashing", "outputs"},
     "training": {"modeling", "tokenizer", "adapters", "batching", "scoring", "ranks"},
+    "milvus": {"index", "inference", "shards", "corpus", "hashing", "ranking", "scoring"},
     "evaluation": {"data", "index", "inference", "adapters", "modeling", "scoring", "tokenizer", "ranking",
                    "outputs"},
     "serving": {"inference", "modeling"},
     "demo": EVERYTHING,
     "cli": EVERYTHING,
-    "__init__": {"index", "inference", "modeling"},
+    "__init__": {"index", "inference", "modeling", "milvus"},
     "__main__": {"cli"},
 }
 

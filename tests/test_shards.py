@@ -1,4 +1,4 @@
-"""Sharded, resumable corpus encoding and shard search (`mgte_hf.shards`), on a tiny model and tokenizer folder."""
+"""Sharded, resumable corpus encoding and reading (`mgte_hf.shards`), on a tiny model and tokenizer folder."""
 
 from __future__ import annotations
 
@@ -19,14 +19,12 @@ import torch
 
 from inference.folders import save_embedder
 from mgte_hf.cli import main as cli_main
-from mgte_hf.index import HybridIndex
-from mgte_hf.inference import EmbeddingResult, MgteEmbedder
+from mgte_hf.inference import MgteEmbedder
 from mgte_hf.shards import (
     CHUNK_FILES,
     MANIFEST,
     DatasetCorpus,
     JsonlCorpus,
-    ShardedIndex,
     ShardReader,
     csr_to_sparse,
     encode_to_shards,
@@ -253,71 +251,7 @@ def test_a_folder_of_another_run_is_refused_untouched(reference, embedder, corpu
     assert folder_bytes(folder) == before
 
 
-# ============================================================================================== search
-def assert_same_hits(got: list, want: list, exact: bool) -> None:
-    """Equal hit lists; unless `exact`, two hits may swap where their scores agree within 1e-6.
-
-    Dense scores come from BLAS calls over differently shaped (and aligned) matrices, so a near-tie may round
-    either way; sparse scores are computed by the same postings code and compare exactly, ties included.
-    """
-    for g, w in zip(got, want, strict=True):
-        np.testing.assert_allclose([h.score for h in g], [h.score for h in w], atol=1e-6, rtol=0)
-        assert len({h.id for h in g}) == len(w)
-        for a, b in zip(g, w, strict=True):
-            assert (a.id, a.index) == (b.id, b.index) or (not exact and abs(a.score - b.score) <= 1e-6), (a, b)
-
-
-@pytest.mark.parametrize("mode", ["dense", "sparse", "hybrid"])
-def test_shard_search_equals_in_memory_search(reference, embedder, mode):
-    """The same vectors in one in-memory HybridIndex rank alike, to the full ranking (sparse ties included)."""
-    ids, embeddings = ShardReader(reference).embeddings()
-    memory = HybridIndex(embedder)
-    memory.add(TEXTS, ids=ids, embeddings=embeddings)
-    index = ShardedIndex(reference, embedder)
-    assert (len(index), index.dimension) == (103, 32)
-    for top_k in (5, len(TEXTS)):  # all 103: the full ranking, the sparse zeros included (ties: earlier first)
-        got = index.search(QUERIES, top_k=top_k, mode=mode, dense_weight=0.7, sparse_weight=0.3)
-        want = memory.search(QUERIES, top_k=top_k, mode=mode, dense_weight=0.7, sparse_weight=0.3)
-        assert_same_hits(got, want, exact=mode == "sparse")
-    single = index.search(QUERIES[0], top_k=1000, mode=mode, dense_weight=0.7, sparse_weight=0.3)  # top_k capped
-    # encoded alone, the query's vector may differ from the batched one in the last bit: compare the best score
-    assert len(single) == len(TEXTS) and abs(single[0].score - got[0][0].score) <= 1e-6
-
-
-def test_shard_search_equals_a_single_process_run_end_to_end(reference, embedder):
-    """Encoding the corpus into one in-memory index instead gives the same hits (vectors agree within 1e-6)."""
-    memory = HybridIndex(embedder)
-    memory.add(TEXTS, ids=IDS)
-    index = ShardedIndex(reference, embedder)
-    for mode in ("dense", "sparse", "hybrid"):
-        assert_same_hits(index.search(QUERIES, top_k=10, mode=mode), memory.search(QUERIES, top_k=10, mode=mode),
-                         exact=False)
-
-
-def test_shard_search_merges_ties_across_chunks_in_row_order(reference):
-    index = ShardedIndex(reference)
-    unit = np.zeros((1, 32), dtype=np.float32)
-    unit[0, 0] = 1.0
-    flat = EmbeddingResult(unit, [{}])  # no shared token; with dense weight 0 every document scores exactly 0
-    for mode in ("sparse", "hybrid"):
-        hits = index.search("q", top_k=25, mode=mode, query_embeddings=flat, dense_weight=0.0)
-        assert [h.index for h in hits] == list(range(25)) and [h.id for h in hits] == IDS[:25]
-
-
-def test_shard_index_refusals(reference, tiny_tokenizer, tmp_path):
-    other = MgteEmbedder.from_pretrained(save_embedder(tmp_path / "other", tiny_tokenizer, seed=1), device="cpu")
-    with pytest.raises(ValueError, match="another model.*weights_sha256"):
-        ShardedIndex(reference, other)
-    with pytest.raises(ValueError, match="no embedder"):
-        ShardedIndex(reference).search("q")
-    with pytest.raises(ValueError, match="dimension 32"):
-        ShardedIndex(reference).search("q", query_embeddings=EmbeddingResult(np.zeros((1, 8), np.float32), [{}]))
-    unfinished = copy(reference, tmp_path)
-    (unfinished / MANIFEST).unlink()
-    with pytest.raises(FileNotFoundError, match="No finished shards"):
-        ShardedIndex(unfinished)
-
-
+# ============================================================================================== reading
 def test_reader_verifies_checksums(reference, tmp_path):
     folder = copy(reference, tmp_path)
     values = folder / "chunk-000007" / "sparse_values.npy"
@@ -328,8 +262,6 @@ def test_reader_verifies_checksums(reference, tmp_path):
     reader.chunks[6].sparse_csr()  # an intact chunk reads
     with pytest.raises(ValueError, match="chunk-000007/sparse_values.npy does not match"):
         reader.chunks[7].sparse_csr()  # a damaged file is refused when first read
-    with pytest.raises(ValueError, match="sparse_values.npy does not match"):
-        ShardedIndex(folder).search("q", mode="sparse", query_embeddings=EmbeddingResult(None, [{5: 1.0}]))
     reader.chunks[7].dense()  # the chunk's other files are intact
     (folder / "chunk-000001" / MANIFEST).write_text("{}")
     with pytest.raises(ValueError, match="chunk-000001/manifest.json does not match"):

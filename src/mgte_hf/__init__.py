@@ -19,11 +19,22 @@ from .modeling import (
 register_auto_classes()
 
 __version__ = "0.1.0"
+LAZY = ("MgteEmbeddingFunction", "MilvusIndex")  # need the `milvus` extra; imported on first use
+
+
+def __getattr__(name: str):
+    if name in LAZY:
+        from . import milvus
+
+        return getattr(milvus, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "EmbeddingResult",
     "HybridIndex",
     "MgteConfig",
+    "MgteEmbeddingFunction",
     "MgteEmbeddingOutput",
     "MgteForEmbedding",
     "MgteForMaskedLM",
@@ -33,6 +44,7 @@ __all__ = [
     "MgteModel",
     "MgtePreTrainedModel",
     "MgteReranker",
+    "MilvusIndex",
     "RankResult",
     "SearchHit",
     "__version__",

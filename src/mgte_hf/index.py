@@ -102,7 +102,7 @@ class Postings:
 
 
 class SearchableIndex(Generic[Hit]):
-    """What the in-memory index and the sharded one share: query checks and encoding, the top k, reranking.
+    """What the in-memory index and the Milvus one share: query checks and encoding, the top k, reranking.
 
     Subclasses set `embedder`, `dimension` and `__len__`, and implement `_first_stage`; `holds_texts` says whether
     their hits carry document texts (which reranking needs).
@@ -172,6 +172,22 @@ class SearchableIndex(Generic[Hit]):
                      sparse_weight: float) -> list[list[Hit]]:
         """The best `k` rows per query (`k` at most the index size), best first, ties by row."""
         raise NotImplementedError
+
+    def _stored_ids(self, ids: list[str]) -> list[str]:
+        """Those of `ids` that the index holds already."""
+        raise NotImplementedError
+
+    def _new_documents(self, documents: Iterable[str | Mapping[str, str]],
+                       ids: Iterable[str] | None) -> tuple[list[str], list[str]]:
+        """The texts of `documents` and one id each (default: the running row number), checked to be unique and new."""
+        documents = corpus_texts(documents)
+        ids = [str(len(self) + i) for i in range(len(documents))] if ids is None else check_texts(ids, "ids")
+        if len(ids) != len(documents):
+            raise ValueError(f"Got {len(ids)} ids for {len(documents)} documents; pass one id per document.")
+        clashes = [doc_id for doc_id, count in Counter(ids).items() if count > 1] + self._stored_ids(ids)
+        if clashes:
+            raise ValueError(f"Document ids must be unique; {len(clashes)} repeat, e.g. {clashes[0]!r}.")
+        return documents, ids
 
     def _embedder(self, action: str) -> MgteEmbedder:
         if self.embedder is None:
@@ -245,13 +261,7 @@ class HybridIndex(SearchableIndex[SearchHit]):
             embeddings: precomputed `EmbeddingResult` of `documents` (same order), with dense and sparse parts.
             **encode_kwargs: passed to `embedder.encode_corpus` (`batch_tokens`, `show_progress_bar`, ...).
         """
-        documents = corpus_texts(documents)
-        ids = [str(len(self) + i) for i in range(len(documents))] if ids is None else check_texts(ids, "ids")
-        if len(ids) != len(documents):
-            raise ValueError(f"Got {len(ids)} ids for {len(documents)} documents; pass one id per document.")
-        clashes = [i for i in ids if i in self._id_set] + _duplicates(ids)
-        if clashes:
-            raise ValueError(f"Document ids must be unique; {len(clashes)} repeat, e.g. {clashes[0]!r}.")
+        documents, ids = self._new_documents(documents, ids)
         if embeddings is None:
             embeddings = self._embedder("add documents").encode_corpus(documents, dimension=self.dimension,
                                                                        convert_to="torch", **encode_kwargs)
@@ -287,6 +297,9 @@ class HybridIndex(SearchableIndex[SearchHit]):
             hits.extend([self._hit(row, score) for row, score in zip(r, v, strict=True)]
                         for r, v in zip(rows.tolist(), values.tolist(), strict=True))
         return hits
+
+    def _stored_ids(self, ids: list[str]) -> list[str]:
+        return [doc_id for doc_id in ids if doc_id in self._id_set]
 
     def _hit(self, row: int, score: float) -> SearchHit:
         return SearchHit(self.ids[row], score, row, self.documents[row])
@@ -428,10 +441,6 @@ def _coo(sparse: Sequence[Mapping[int, float]], start: int) -> tuple[torch.Tenso
     terms = torch.tensor([t for row in sparse for t in row], dtype=torch.long)
     weights = torch.tensor([w for row in sparse for w in row.values()], dtype=torch.float32)
     return rows, terms, weights
-
-
-def _duplicates(ids: list[str]) -> list[str]:
-    return [doc_id for doc_id, count in Counter(ids).items() if count > 1]
 
 
 def _read_meta(path: Path) -> dict:

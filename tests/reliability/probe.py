@@ -59,8 +59,9 @@ from mgte_hf.export import check_onnx, export_onnx  # noqa: E402
 from mgte_hf.hub import save_hub_folder  # noqa: E402
 from mgte_hf.index import HybridIndex, rerank_hits  # noqa: E402
 from mgte_hf.inference import EmbeddingResult, MgteEmbedder, MgteReranker  # noqa: E402
+from mgte_hf.milvus import MilvusIndex, load_shards  # noqa: E402
 from mgte_hf.outputs import check_output, staged_folder  # noqa: E402
-from mgte_hf.shards import ShardedIndex, ShardReader, encode_to_shards  # noqa: E402
+from mgte_hf.shards import ShardReader, encode_to_shards  # noqa: E402
 from mgte_hf.tokenizer import build_tiny_tokenizer  # noqa: E402
 
 
@@ -715,17 +716,24 @@ def shards_cases(p: Probe, w: World) -> None:
     def lazy():
         folder = shutil.copytree(good, p.tmp() / "s")
         write(folder / "chunk-000001" / "dense.npy", _flip((folder / "chunk-000001" / "dense.npy").read_bytes()))
-        return ShardedIndex(folder, e).search("q", mode="dense")
-    p.error(s, "ShardedIndex.search(flipped dense byte)", lazy, "chunk-000001/dense.npy", "sha256")
-    p.error(s, "ShardedIndex(other model)", lambda: ShardedIndex(good, w.other), "another model")
-    p.ok(s, "ShardedIndex(other model, allow_other_model=True)", lambda: ShardedIndex(good, w.other,
-                                                                                      allow_other_model=True),
-         lambda i: len(i) == 6)
-    p.error(s, "ShardedIndex.search(reranker=...)", lambda: ShardedIndex(good, e).search("q", reranker=w.reranker),
-            "no document texts")
-    p.error(s, "ShardedIndex.search(mode='bm25')", lambda: ShardedIndex(good, e).search("q", mode="bm25"), "mode")
-    p.ok(s, "ShardedIndex equals HybridIndex", lambda: ShardedIndex(good, e).search(w.texts[0], top_k=6),
+        return load_shards(MilvusIndex(e, uri=str(p.tmp() / "i.db")), folder)
+    p.error(s, "load_shards(flipped dense byte)", lazy, "chunk-000001/dense.npy", "sha256")
+    p.error(s, "load_shards(other model)", lambda: load_shards(MilvusIndex(w.other, uri=str(p.tmp() / "i.db")), good),
+            "another model")
+    p.ok(s, "load_shards(other model, allow_other_model=True)", lambda: load_shards(
+        MilvusIndex(w.other, uri=str(p.tmp() / "i.db"), allow_other_model=True), good), lambda r: r.count == 6)
+    p.error(s, "MilvusIndex.search(reranker=...) of shards without texts",
+            lambda: _loaded(p, w, good).search("q", reranker=w.reranker), "no document texts")
+    p.error(s, "MilvusIndex.search(mode='bm25')", lambda: _loaded(p, w, good).search("q", mode="bm25"), "mode")
+    p.ok(s, "MilvusIndex of shards equals HybridIndex", lambda: _loaded(p, w, good).search(w.texts[0], top_k=6),
          lambda hits: [h.id for h in hits] == [h.id for h in _memory(w).search(w.texts[0], top_k=6)])
+
+
+def _loaded(p: Probe, w: World, shards: Path) -> MilvusIndex:
+    """The shards loaded into a new Milvus Lite index."""
+    index = MilvusIndex(w.embedder, uri=str(p.tmp() / "i.db"))
+    load_shards(index, shards)
+    return index
 
 
 def _memory(w: World) -> HybridIndex:
@@ -928,7 +936,7 @@ def cli_cases(p: Probe, w: World) -> None:
                                ("search", ["--corpus", txt, "--query", "q"]),
                                ("rerank", ["--documents", txt, "--query", "q"]),
                                ("encode-corpus", ["--input", corpus, "--output-dir", str(p.tmp() / "o")]),
-                               ("search-shards", ["--index-dir", str(p.tmp()), "--query", "q"])):
+                               ("index", ["--corpus", corpus, "--uri", str(p.tmp() / "i.db")])):
             p.cli_error(f"{command}: --device cuda without CUDA", [command, "--model", r if command == "rerank" else m,
                                                                    "--device", "cuda", *extra], "CUDA is not available")
     p.cli_error("encode: missing --model folder", ["encode", "--model", str(p.root / "none"), "--text", "x",
@@ -991,7 +999,7 @@ def cli_cases(p: Probe, w: World) -> None:
                                         "--id-field", "_id"], "holes.jsonl:3")
     p.cli_ok("rerank: --json", ["rerank", "--model", r, "--query", "q", "--documents", txt, "--json"],
              lambda res: len(res[1].splitlines()) == 6)
-    # encode-corpus and search-shards
+    # encode-corpus, index and search --uri
     shards = p.tmp("shards")
     ok_dir = shards / "ok"
     p.cli_ok("encode-corpus", ["encode-corpus", "--model", m, "--input", corpus, "--output-dir", str(ok_dir),
@@ -1020,12 +1028,15 @@ def cli_cases(p: Probe, w: World) -> None:
     p.cli_error("encode-corpus: id-less lines", ["encode-corpus", "--model", m, "--input", holes, "--id-field", "_id",
                                                  "--output-dir", str(shards / "h"), "--device", "cpu"],
                 "holes.jsonl:3")
-    p.cli_error("search-shards: missing folder", ["search-shards", "--model", m, "--index-dir", str(p.root / "none"),
-                                                  "--query", "q"], "No finished shards")
-    p.cli_error("search-shards: other model", ["search-shards", "--model", o, "--index-dir", str(ok_dir), "--query",
-                                               "q"], "another model")
-    p.cli_ok("search-shards", ["search-shards", "--model", m, "--index-dir", str(ok_dir), "--query", w.texts[1],
-                               "--json"], lambda res: json.loads(res[1])["hits"][0]["id"] == "d1")
+    uri = str(p.tmp("milvus") / "i.db")
+    p.cli_error("index: missing shards", ["index", "--model", m, "--shards", str(p.root / "none"), "--uri", uri],
+                "No finished shards")
+    p.cli_error("index: other model", ["index", "--model", o, "--shards", str(ok_dir), "--uri", uri], "another model")
+    p.cli_error("index: --uri is the --corpus", ["index", "--model", m, "--corpus", corpus, "--uri", corpus],
+                "input", guard=[w.corpus])
+    p.cli_ok("index --shards", ["index", "--model", m, "--shards", str(ok_dir), "--uri", uri])
+    p.cli_ok("search --uri", ["search", "--model", m, "--uri", uri, "--query", w.texts[1], "--json"],
+             lambda res: json.loads(res[1])["hits"][0]["id"] == "d1")
     # evaluate
     beir = write_beir(BeirDataset({f"d{i}": {"title": "", "text": t} for i, t in enumerate(w.texts)},
                                   {"q1": w.texts[0][:15]}, {"q1": {"d0": 1, "ghost": 1}}), p.tmp("beir") / "set")

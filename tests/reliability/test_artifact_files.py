@@ -13,7 +13,8 @@ from safetensors.torch import load_file, save_file
 from mgte_hf.corpus import JsonlCorpus
 from mgte_hf.hashing import file_record
 from mgte_hf.index import HybridIndex
-from mgte_hf.shards import ShardedIndex, ShardReader, encode_to_shards
+from mgte_hf.milvus import MilvusIndex, load_shards
+from mgte_hf.shards import ShardReader, encode_to_shards
 from tiny import SENTENCES
 
 
@@ -83,9 +84,10 @@ def test_damaged_shards_are_refused_by_name(embedder, tmp_path):
     encode_to_shards(embedder, JsonlCorpus(corpus), folder, chunk_size=3)
     dense = folder / "chunk-000001" / "dense.npy"
     dense.write_bytes(_flip(dense.read_bytes()))
-    index = ShardedIndex(folder, embedder)  # opening reads the manifests only
+    index = MilvusIndex(embedder, uri=str(tmp_path / "index.db"))
     with pytest.raises(ValueError, match=r"chunk-000001/dense.npy does not match its recorded sha256"):
-        index.search("q", mode="dense")
+        load_shards(index, folder)  # opening reads the manifests only; loading checks each chunk's files
+    assert len(index) == 3, "the chunk before the damaged one is loaded"
     (folder / "manifest.json").write_text("{garbled")
     with pytest.raises(ValueError, match=r"manifest.json is damaged or not an mgte-hf-shards manifest"):
         ShardReader(folder)

@@ -22,14 +22,14 @@ def error_line(capsys, *argv: str) -> str:
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the behaviour without CUDA")
-@pytest.mark.parametrize("command", ["encode", "search", "rerank", "encode-corpus", "search-shards"])
+@pytest.mark.parametrize("command", ["encode", "search", "rerank", "encode-corpus", "index"])
 def test_device_cuda_without_cuda(command, embedder_dir, tmp_path, capsys):
     (tmp_path / "c.txt").write_text("a\nb\n")
     tail = {"encode": ["--text", "x", "--output-sparse", "-"],
             "search": ["--corpus", str(tmp_path / "c.txt"), "--query", "q"],
             "rerank": ["--documents", str(tmp_path / "c.txt"), "--query", "q"],
             "encode-corpus": ["--input", str(tmp_path / "c.txt"), "--output-dir", str(tmp_path / "out")],
-            "search-shards": ["--index-dir", str(tmp_path), "--query", "q"]}[command]
+            "index": ["--corpus", str(tmp_path / "c.txt"), "--uri", str(tmp_path / "index.db")]}[command]
     line = error_line(capsys, command, "--model", str(embedder_dir), "--device", "cuda", *tail)
     assert "CUDA is not available here" in line and "cpu" in line
 

@@ -13,7 +13,8 @@ from mgte_hf.cli import main
 from mgte_hf.corpus import JsonlCorpus
 from mgte_hf.index import HybridIndex
 from mgte_hf.inference import MgteEmbedder
-from mgte_hf.shards import ShardedIndex, encode_to_shards
+from mgte_hf.milvus import MilvusIndex, load_shards
+from mgte_hf.shards import encode_to_shards
 from tiny import SENTENCES
 
 
@@ -68,10 +69,15 @@ def test_shards_refuse_a_same_shape_model(embedder, other, tmp_path, caplog):
     corpus = tmp_path / "c.jsonl"
     corpus.write_text("".join(json.dumps({"id": f"d{i}", "text": t}) + "\n" for i, t in enumerate(SENTENCES[:8])))
     encode_to_shards(embedder, JsonlCorpus(corpus), tmp_path / "shards", chunk_size=3)
-    with pytest.raises(ValueError, match="The shard folder .* built with another model: weights_sha256"):
-        ShardedIndex(tmp_path / "shards", other)
+    with pytest.raises(ValueError, match="The shard run in .* built with another model: weights_sha256"):
+        load_shards(MilvusIndex(other, uri=str(tmp_path / "refused.db")), tmp_path / "shards")
+    assert len(MilvusIndex(uri=str(tmp_path / "refused.db"))) == 0
     with caplog.at_level(logging.WARNING):
-        assert len(ShardedIndex(tmp_path / "shards", other, allow_other_model=True).search("q", top_k=3)) == 3
+        index = MilvusIndex(other, uri=str(tmp_path / "anyway.db"), allow_other_model=True)
+        load_shards(index, tmp_path / "shards")
+        assert len(index.search("q", top_k=3)) == 3
     assert "Used anyway" in caplog.text
+    with pytest.raises(ValueError, match="Collection 'docs' at .* built with another model: weights_sha256"):
+        MilvusIndex(other, uri=str(tmp_path / "anyway.db"))  # the collection records the shards' model
     with pytest.raises(ValueError, match="another run.*weights_sha256"):
         encode_to_shards(other, JsonlCorpus(corpus), tmp_path / "shards", chunk_size=3)  # no mixed shards

@@ -9,7 +9,7 @@ import sys
 
 
 COMMAND_MODULES = (
-    "info", "convert", "export", "encode", "rerank", "search", "encode_corpus", "search_shards", "data", "evaluate", "demo",
+    "info", "convert", "export", "encode", "rerank", "search", "encode_corpus", "index", "data", "evaluate", "demo",
     "serve",
 )
 

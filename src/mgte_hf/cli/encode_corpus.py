@@ -25,7 +25,7 @@ EXAMPLES = """examples:
   mgte-hf encode-corpus --model DIR --input corpus.jsonl --output-dir shards/ --id-field _id --dimension 256
   torchrun --nproc_per_node 8 -m mgte_hf encode-corpus --model DIR --input corpus.jsonl --output-dir shards/
   accelerate launch --num_processes 8 --module mgte_hf encode-corpus --model DIR --input data/ --output-dir shards/
-  mgte-hf search-shards --model DIR --index-dir shards/ --query "capital of Germany"
+  mgte-hf index --model DIR --shards shards/ --uri index.db    # then: mgte-hf search --model DIR --uri index.db
 
 Run the same command again after a crash or a kill: finished chunks are checked (sha256) and skipped, and the
 output ends byte-identical to an uninterrupted run. --input is a .jsonl file (one object per line with the id and

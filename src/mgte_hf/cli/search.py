@@ -23,6 +23,7 @@ EXAMPLES = """examples:
   mgte-hf search --model DIR --corpus corpus.jsonl --id-field _id --index-dir my-index     # build and save
   mgte-hf search --model DIR --index-dir my-index --query "q1" --query "q2" --mode sparse  # load and query
   mgte-hf search --model DIR --index-dir my-index --query "q" --reranker RERANKER_DIR --rerank-top-k 50
+  mgte-hf search --model DIR --uri index.db --collection docs --query "q"   # a Milvus collection (mgte-hf index)
 
 Output per query: a "query: ..." line, then "rank  score  id  text" lines (--json: one JSON object per query).
 Hybrid score = dense-weight * cosine + sparse-weight * lexical (defaults 1.0 and 0.1, as the released helper).
@@ -39,6 +40,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_record_arguments(p)
     p.add_argument("--index-dir", metavar="DIR",
                    help="load the index saved in DIR; with --corpus, build the index and save it there")
+    p.add_argument("--uri", help="search a Milvus collection built by `mgte-hf index`: a Milvus Lite folder "
+                   "(index.db) or a server URL (http://host:19530)")
+    p.add_argument("--collection", default="docs", help="the Milvus collection with --uri (default: docs)")
     p.add_argument("--query", action="append", metavar="TEXT", help="a query (repeat for more)")
     p.add_argument("--mode", choices=("dense", "sparse", "hybrid"), default="hybrid", help="scores (default hybrid)")
     p.add_argument("--top-k", type=int, default=10, help="hits per query (default 10)")
@@ -59,6 +63,8 @@ def run(args: argparse.Namespace) -> int:
     from mgte_hf.inference import MgteEmbedder, MgteReranker
     from mgte_hf.outputs import check_output
 
+    if args.uri:
+        return run_milvus(args)
     index_dir = Path(args.index_dir) if args.index_dir is not None else None
     saved = index_dir is not None and (index_dir / INDEX_META).is_file()
     if args.corpus:
@@ -93,4 +99,24 @@ def run(args: argparse.Namespace) -> int:
     hits = index.search(args.query, top_k=args.top_k, mode=args.mode, dense_weight=args.dense_weight,
                         sparse_weight=args.sparse_weight, reranker=reranker, rerank_top_k=args.rerank_top_k)
     print_hits(args.query, hits, as_json=args.json, texts=True)
+    return 0
+
+
+def run_milvus(args: argparse.Namespace) -> int:
+    """Search a Milvus collection (`--uri`)."""
+    from mgte_hf.inference import MgteEmbedder, MgteReranker
+    from mgte_hf.milvus import MilvusIndex
+
+    if args.corpus or args.index_dir:
+        raise CliError("--uri searches a Milvus collection: build or extend it with `mgte-hf index`, not --corpus or "
+                       "--index-dir.")
+    if not args.query:
+        raise CliError("nothing to do: give --query TEXT.")
+    reranker = load(MgteReranker, args.reranker, args) if args.reranker else None
+    embedder = load(MgteEmbedder, args.model, args, dimension=args.dimension)
+    index = MilvusIndex(embedder, uri=args.uri, collection=args.collection, dimension=args.dimension,
+                        allow_other_model=args.allow_other_model)
+    hits = index.search(args.query, top_k=args.top_k, mode=args.mode, dense_weight=args.dense_weight,
+                        sparse_weight=args.sparse_weight, reranker=reranker, rerank_top_k=args.rerank_top_k)
+    print_hits(args.query, hits, as_json=args.json, texts=index.holds_texts)
     return 0
