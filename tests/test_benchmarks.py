@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from benchmarks import gpu_check, profile_forward, run
+from benchmarks import gpu_check, int8, profile_forward, run
 from benchmarks.competitors import (
     FORWARD_COMPETITORS,
     fixed_batches,
@@ -304,3 +304,25 @@ def test_each_section_is_written_as_soon_as_it_is_measured(tmp_path):
     run.checkpoint({"workloads": {"skewed": {"sequences": 32}}}, path)
     assert json.loads(path.read_text()) == {"workloads": {"skewed": {"sequences": 32}}}
     run.checkpoint({"workloads": {}}, None)  # no --json: nothing written, no error
+
+
+def test_int8_section_on_a_tiny_model(encoder):
+    models = int8.build_models(encoder)
+    section = int8.workload_section(Workload("skewed", (9, 3, 16, 5), "tiny"), models, repeats=2, gemm_repeats=1)
+    assert set(section["dtypes"]) == {"fp32", "bf16", "int8"} and encoder.dtype == torch.float32
+    fp32, bf16, q = (section["dtypes"][d] for d in ("fp32", "bf16", "int8"))
+    assert fp32["min_cosine_vs_fp32"] == pytest.approx(1.0) and q["min_cosine_vs_fp32"] > 0.99
+    assert 0 < q["bound_share"] == pytest.approx(section["flops"] / q["median_s"] / q["gemm_flops_per_s"])
+    assert section["int8_vs_bf16"] == pytest.approx(bf16["median_s"] / q["median_s"])
+    report = {"layers": 2, "threads": 2, "torch": "x", "cpu_matrix_units": ["amx_int8"], "int8_matrix_units": True,
+              "workloads": {"skewed": section}}
+    table = int8.format_int8(report)
+    assert "CPU matrix units: amx_int8" in table and "skewed    int8" in table and "int8 / bf16 tokens/s" in table
+    report["int8_matrix_units"], report["cpu_matrix_units"] = False, []
+    assert "no int8 matrix units: the target does not apply" in int8.format_int8(report)
+
+
+def test_int8_gemm_probe_runs_the_int8_kernel():
+    probe, flops = int8.int8_gemm_probe(products=1)
+    probe()
+    assert flops == 2 * 4096 * 768 * 3072
