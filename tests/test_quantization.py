@@ -71,6 +71,7 @@ def test_int8_linear_computes_the_dequantized_product(dtype, bias):
 
 def test_int8_layer_refuses_training_gradients_other_devices_and_float16():
     layer = Int8Linear(float_linear())
+    assert not layer.training, "an int8 layer starts in eval mode"
     x = torch.randn(3, 64)
     with pytest.raises(RuntimeError, match="inference only"):
         layer.train()(x)

@@ -151,6 +151,7 @@ class Int8Linear(nn.Module):
         self.register_buffer("_weight_zero_points", torch.zeros(self.out_features, dtype=torch.long), persistent=False)
         self.register_buffer("_input_zero_point", torch.zeros((), dtype=torch.long), persistent=False)
         self.packed_weight = self._pack()
+        self.eval()  # inference only (see forward)
 
     def _pack(self) -> torch.Tensor:
         """The int8 weight in oneDNN's blocked layout for this CPU (an opaque tensor, outside the state dict)."""
