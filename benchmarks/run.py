@@ -17,13 +17,15 @@ import logging
 import platform
 import statistics
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from mgte_hf import MgteConfig, MgteForMaskedLM
+from mgte_hf import MgteConfig, MgteForMaskedLM, MgteModel
 from mgte_hf.modeling.modeling_mgte import dense_embedding
+from mgte_hf.quantization import quantize_model
 
 from .competitors import (
     FORWARD_COMPETITORS,
@@ -32,11 +34,21 @@ from .competitors import (
     gte_train_step,
     make_forward,
     mlm_labels,
+    ours_compiled_forward,
     ours_train_step,
 )
 from .gte import gte_from_mgte, gte_mlm_from_mgte
-from .measure import encoder_flops, gemm_probe, interleaved_times, keep_freed_memory, load_average
+from .measure import (
+    INT8_UNITS,
+    encoder_flops,
+    gemm_probe,
+    interleaved_times,
+    keep_freed_memory,
+    load_average,
+    matrix_unit_flags,
+)
 from .memory import measure_in_subprocess
+from .profile_forward import category_shares, profile_call
 from .workloads import WORKLOADS, Workload, make_workload, token_ids
 
 
@@ -52,8 +64,14 @@ TARGETS = (
     ("uniform", "ours share of the fp32 GEMM bound", ">=", 0.88),
     ("long", "ours extra peak memory, GiB (fp32)", "<=", 0.6),
     ("long", "ours tokens/s / ours uniform tokens/s", ">=", 0.45),
-    ("bf16", "ours bf16 / fp32 tokens/s at 512", ">=", 1.8),
-    ("bf16", "min cosine bf16 vs fp32 embeddings", ">=", 0.999),
+    ("dtypes", "ours bf16 / fp32 tokens/s at 512", ">=", 1.8),
+    ("dtypes", "min cosine bf16 vs fp32 embeddings", ">=", 0.999),
+    ("dtypes", "bf16 share of the bf16 GEMM bound, uniform", ">=", 0.70),
+    ("dtypes", "bf16 share of the bf16 GEMM bound, skewed", ">=", 0.70),
+    ("dtypes", "element-wise + copies share of the bf16 forward", "<=", 0.15),
+    ("dtypes", "int8 / bf16 tokens/s, uniform (best of each)", ">=", 1.5),
+    ("dtypes", "int8 / bf16 tokens/s, skewed (best of each)", ">=", 1.5),
+    ("dtypes", "min cosine int8 vs fp32 embeddings", ">=", 0.995),
     ("train", "padded / ours MLM step time, 12 layers (proj.)", ">=", 4.0),
 )
 
@@ -104,24 +122,61 @@ def forward_section(workload: Workload, model, gte, args: argparse.Namespace) ->
     return section
 
 
-def bf16_section(model, args: argparse.Namespace) -> dict:
-    """Ours in bf16 against ours in fp32 at 32 × 512: speed-up and agreement of the dense embeddings."""
-    workload = make_workload("uniform")
-    seqs = token_ids(workload.lengths, model.config.vocab_size, args.seed)
-    fp32, bf16 = model, copy.deepcopy(model).to(torch.bfloat16)
-    fns = {"ours-fp32": make_forward("ours", fp32, seqs), "ours-bf16": make_forward("ours", bf16, seqs)}
-    fns["gemm"], gemm_flops = gemm_probe(torch.bfloat16, args.gemm_repeats)
-    outputs, times = time_competitors(fns, args.repeats)
-    rate = gemm_flops / statistics.median(times.pop("gemm"))
-    flops = encoder_flops(workload.lengths, model.config)
-    medians = {name: statistics.median(t) for name, t in times.items()}
-    return {
-        "description": workload.description, "times_s": times,
-        "tokens_per_s": {name: workload.real_tokens / m for name, m in medians.items()},
-        "speedup": medians["ours-fp32"] / medians["ours-bf16"],
-        "bf16_gemm_flops_per_s": rate, "bf16_bound_share": flops / medians["ours-bf16"] / rate,
-        "min_cosine": cosine_agreement(dense_embedding(outputs["ours-bf16"]), dense_embedding(outputs["ours-fp32"])),
-    }
+# The inference variants compared in `dtype_section`: name → (model of `dtype_models`, GEMM probe dtype, compiled).
+DTYPE_VARIANTS = {
+    "ours-fp32": ("fp32", torch.float32, False),
+    "ours-bf16": ("bf16", torch.bfloat16, False),
+    "ours-bf16-compiled": ("bf16", torch.bfloat16, True),
+    "ours-int8": ("int8", torch.int8, False),
+    "ours-int8-compiled": ("int8", torch.int8, True),
+}
+BF16_VARIANTS, INT8_VARIANTS = ("ours-bf16", "ours-bf16-compiled"), ("ours-int8", "ours-int8-compiled")
+
+
+def dtype_models(model: MgteModel) -> dict[str, MgteModel]:
+    """Copies of the fp32 `model`: "fp32", "bf16", and "int8" (int8 linear layers quantized from the fp32 weights,
+    bf16 around them, as `quantize="int8"` loads a model)."""
+    return {"fp32": copy.deepcopy(model), "bf16": copy.deepcopy(model).to(torch.bfloat16),
+            "int8": quantize_model(model).to(torch.bfloat16)}
+
+
+def dtype_section(model: MgteModel, args: argparse.Namespace) -> dict:
+    """Each inference variant on the uniform and skewed workloads, each as a share of its own dtype's GEMM bound (the
+    probes timed in the same turns), its agreement with fp32, the CPU's matrix units, and where the time of eager
+    bf16 and of compiled int8 goes (uniform)."""
+    models = dtype_models(model)
+    flags = matrix_unit_flags()
+    section = {"cpu_flags": flags, "int8_units": any(flags.get(unit) for unit in INT8_UNITS), "workloads": {}}
+    for name in ("uniform", "skewed"):
+        workload = make_workload(name, args.seed)
+        seqs = token_ids(workload.lengths, model.config.vocab_size, args.seed)
+        fns = {who: (ours_compiled_forward if compiled else partial(make_forward, "ours"))(models[kind], seqs)
+               for who, (kind, _, compiled) in DTYPE_VARIANTS.items()}
+        probes = {}
+        for probe_dtype in {v[1] for v in DTYPE_VARIANTS.values()}:
+            fns[f"gemm-{probe_dtype}"], probes[probe_dtype] = gemm_probe(probe_dtype, args.gemm_repeats)
+        load_before = load_average()
+        outputs, times = time_competitors(fns, args.repeats)
+        rates = {dtype: flops / statistics.median(times.pop(f"gemm-{dtype}")) for dtype, flops in probes.items()}
+        flops = encoder_flops(workload.lengths, model.config)
+        reference = dense_embedding(outputs["ours-fp32"])
+        entries = {}
+        for who, (_, probe_dtype, _) in DTYPE_VARIANTS.items():
+            median = statistics.median(times[who])
+            entries[who] = {"times_s": times[who], "tokens_per_s": workload.real_tokens / median,
+                            "gemm_flops_per_s": rates[probe_dtype], "bound_share": flops / median / rates[probe_dtype],
+                            "min_cosine_vs_fp32": cosine_agreement(dense_embedding(outputs[who]), reference)}
+        best = {kind: max(entries[who]["tokens_per_s"] for who in variants)
+                for kind, variants in (("bf16", BF16_VARIANTS), ("int8", INT8_VARIANTS))}
+        section["workloads"][name] = {"description": workload.description, "competitors": entries,
+                                      "int8_vs_bf16": best["int8"] / best["bf16"],
+                                      "load": [load_before, load_average()]}
+        if name == "uniform":
+            section["bf16_profile"] = category_shares(profile_call(fns["ours-bf16"]))
+            section["int8_compiled_profile"] = category_shares(profile_call(fns["ours-int8-compiled"]))
+    uniform = section["workloads"]["uniform"]["competitors"]
+    section["bf16_vs_fp32"] = uniform["ours-bf16"]["tokens_per_s"] / uniform["ours-fp32"]["tokens_per_s"]
+    return section
 
 
 def train_step_times(layers: int, args: argparse.Namespace) -> dict:
@@ -176,7 +231,17 @@ def target_values(report: dict) -> list[float | None]:
 
     long_mem = comp("long", "ours", "extra_peak_mib")
     long_tps, uniform_tps = comp("long", "ours", "tokens_per_s"), comp("uniform", "ours", "tokens_per_s")
-    bf16, train = report.get("bf16"), report.get("train")
+    dtypes, train = report.get("dtypes"), report.get("train")
+
+    def best_bf16(workload: str) -> float | None:
+        if not dtypes:
+            return None
+        entries = dtypes["workloads"][workload]["competitors"]
+        return max(entries[who]["bound_share"] for who in ("ours-bf16", "ours-bf16-compiled"))
+
+    def int8_speed(workload: str) -> float | None:  # the target applies where the CPU has int8 units
+        return dtypes["workloads"][workload]["int8_vs_bf16"] if dtypes and dtypes["int8_units"] else None
+
     fp32 = report["dtype"] == "float32"
     return [
         comp("skewed", "ours", "vs_gte-padded"),
@@ -185,8 +250,16 @@ def target_values(report: dict) -> list[float | None]:
         comp("uniform", "ours", "bound_share") if fp32 else None,
         long_mem / 1024 if long_mem is not None and fp32 else None,
         long_tps / uniform_tps if long_tps and uniform_tps else None,
-        bf16["speedup"] if bf16 else None,
-        bf16["min_cosine"] if bf16 else None,
+        dtypes["bf16_vs_fp32"] if dtypes else None,
+        dtypes["workloads"]["uniform"]["competitors"]["ours-bf16"]["min_cosine_vs_fp32"] if dtypes else None,
+        best_bf16("uniform"),
+        best_bf16("skewed"),
+        (dtypes["bf16_profile"].get("element-wise", 0.0) + dtypes["bf16_profile"].get("data movement", 0.0)
+         if dtypes else None),
+        int8_speed("uniform"),
+        int8_speed("skewed"),
+        min(e["min_cosine_vs_fp32"] for w in dtypes["workloads"].values() for who, e in w["competitors"].items()
+            if who in INT8_VARIANTS) if dtypes else None,
         train["projected"]["speedup"] if train and "projected" in train else None,
     ]
 
@@ -211,13 +284,8 @@ def format_report(report: dict) -> str:
                      f"{section['gemm_flops_per_s'] / 1e9:.0f} GFLOP/s → bound {section['bound_tokens_per_s']:.1f} "
                      f"tokens/s; ours vs gte-padded CLS: min cosine {section['min_cosine_vs_gte_padded']:.6f}, max "
                      f"|diff| {section['max_abs_diff_vs_gte_padded']:.2e}")
-    if report.get("bf16"):
-        b = report["bf16"]
-        tps = b["tokens_per_s"]
-        lines += ["", f"bf16 at {b['description']}: fp32 {tps['ours-fp32']:.1f} tokens/s, bf16 {tps['ours-bf16']:.1f} "
-                      f"({b['speedup']:.2f}x, {100 * b['bf16_bound_share']:.1f} % of the bf16 GEMM bound at "
-                      f"{b['bf16_gemm_flops_per_s'] / 1e9:.0f} GFLOP/s); min cosine of dense embeddings vs fp32 "
-                      f"{b['min_cosine']:.6f}"]
+    if report.get("dtypes"):
+        lines += ["", *_dtype_lines(report["dtypes"])]
     if report.get("train"):
         lines += ["", *_train_lines(report["train"])]
     lines += ["", "targets (CPU):"]
@@ -227,6 +295,26 @@ def format_report(report: dict) -> str:
         lines.append(f"  {target['section']:<8}{target['quantity']:<48}{value:>8} {target['comparison']} "
                      f"{target['threshold']:<6} {verdict}")
     return "\n".join(lines)
+
+
+def _dtype_lines(dtypes: dict) -> list[str]:
+    flags = ", ".join(flag for flag, present in dtypes["cpu_flags"].items() if present) or "none listed"
+    header = f"{'workload':<10}{'variant':<22}{'tokens/s':>10}{'GEMM GF/s':>11}{'bound %':>9}{'cos vs fp32':>13}"
+    lines = [f"inference dtypes, each against its own GEMM bound (CPU units: {flags})", header, "-" * len(header)]
+    for name, section in dtypes["workloads"].items():
+        for who, e in section["competitors"].items():
+            lines.append(f"{name:<10}{who:<22}{e['tokens_per_s']:>10.1f}{e['gemm_flops_per_s'] / 1e9:>11.0f}"
+                         f"{100 * e['bound_share']:>9.1f}{e['min_cosine_vs_fp32']:>13.6f}")
+        load = " → ".join("/".join(f"{x:.1f}" for x in loads) for loads in section["load"])
+        lines.append(f"{'':<10}int8 / bf16 (best of each) {section['int8_vs_bf16']:.2f}x; load {load}")
+    if not dtypes["int8_units"]:
+        lines.append(f"(no int8 matrix or dot-product units ({', '.join(INT8_UNITS)}): the int8 speed target does "
+                     "not apply here)")
+    for what, key in (("bf16 forward (uniform, eager)", "bf16_profile"),
+                      ("int8 forward (uniform, compiled)", "int8_compiled_profile")):
+        profile = ", ".join(f"{name} {100 * share:.1f} %" for name, share in dtypes[key].items())
+        lines.append(f"{what} time by kind: {profile}")
+    return lines
 
 
 def _train_lines(train: dict) -> list[str]:
@@ -267,7 +355,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-memory", dest="memory", action="store_false", help="skip peak-memory measurements")
     parser.add_argument("--keep-freed-memory", action="store_true",
                         help="tune glibc to reuse freed memory (see measure.keep_freed_memory); default: as installed")
-    parser.add_argument("--no-bf16", dest="bf16", action="store_false", help="skip the bf16 comparison")
+    parser.add_argument("--no-dtypes", dest="dtypes", action="store_false",
+                        help="skip the inference-dtype comparison (fp32, bf16, bf16 compiled)")
     parser.add_argument("--no-train", dest="train", action="store_false", help="skip the MLM training step")
     parser.add_argument("--gemm-repeats", type=int, default=10,
                         help="reference GEMMs per turn of the bound measurement (timed in turns with the competitors)")
@@ -307,9 +396,9 @@ def run(args: argparse.Namespace) -> dict:
         report["workloads"][name] = forward_section(make_workload(name, args.seed), model, gte, args)
         checkpoint(report, args.json)
     del gte
-    if args.bf16 and args.dtype == "float32":
-        logger.info("bf16 comparison")
-        report["bf16"] = bf16_section(model, args)
+    if args.dtypes and args.dtype == "float32":
+        logger.info("inference dtypes")
+        report["dtypes"] = dtype_section(model, args)
         checkpoint(report, args.json)
     del model
     if args.train:

@@ -223,8 +223,10 @@ def test_output_folder_rules(fixture_dir, tmp_path):
 
     ours = tmp_path / "ours"
     convert_checkpoint(src, ours, to="mgte")
-    with pytest.raises(ValueError, match="must not be the source"):
+    with pytest.raises(ValueError, match="is the input"):
         convert_checkpoint(ours, ours, to="new", overwrite=True)
+    with pytest.raises(ValueError, match="holds the input"):
+        convert_checkpoint(ours, tmp_path, to="new", overwrite=True)
 
 
 def test_copies_tokenizer_files(tiny_tokenizer, tmp_path):

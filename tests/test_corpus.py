@@ -45,7 +45,7 @@ def test_corpus_readers_refuse_bad_sources(tmp_path):
     assert list(open_corpus(datasets.DatasetDict({"train": dataset}), "_id", "body", split="train")) == [("a", "x")]
     with pytest.raises(FileNotFoundError):
         open_corpus(tmp_path / "missing.jsonl")
-    (tmp_path / "corpus.txt").write_text("x")
-    with pytest.raises(ValueError, match="expected a .jsonl"):
-        open_corpus(tmp_path / "corpus.txt")
+    (tmp_path / "corpus.csv").write_text("x")
+    with pytest.raises(ValueError, match="expected a .jsonl, .tsv, .txt file"):
+        open_corpus(tmp_path / "corpus.csv")
 

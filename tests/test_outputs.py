@@ -50,6 +50,5 @@ def test_staged_folder(tmp_path):
     with staged_folder(tmp_path / "out", overwrite=True) as tmp:
         (tmp / "b").write_text("2")
     assert os.listdir(tmp_path / "out") == ["b"]
-    with pytest.raises(ValueError, match="must not be the source folder or contain it"), \
-            staged_folder(tmp_path, protect=tmp_path / "out"):
+    with pytest.raises(ValueError, match="holds the input"), staged_folder(tmp_path, inputs=[tmp_path / "out"]):
         pass

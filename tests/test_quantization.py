@@ -10,7 +10,6 @@ from mgte_hf.quantization import (
     Int8Linear,
     check_int8_device,
     check_scheme,
-    cpu_matrix_units,
     fast_quantize_activation,
     is_quantized,
     quantize_activation,
@@ -134,13 +133,6 @@ def test_bad_settings_are_refused():
         check_int8_device("cuda:0")
     with pytest.raises(ValueError, match="no mGTE encoder layers"):
         quantize_model(nn.Sequential(nn.Linear(4, 4)))
-
-
-def test_cpu_matrix_units_reads_the_flags(tmp_path):
-    cpuinfo = tmp_path / "cpuinfo"
-    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_vnni amx_tile amx_int8 amx_bf16\n")
-    assert cpu_matrix_units(cpuinfo) == ["amx_int8", "amx_bf16", "amx_tile", "avx512_vnni"]
-    assert cpu_matrix_units(tmp_path / "missing") == []
 
 
 def test_top_terms_overlap():

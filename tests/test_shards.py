@@ -296,9 +296,11 @@ def test_shard_search_equals_a_single_process_run_end_to_end(reference, embedder
 
 def test_shard_search_merges_ties_across_chunks_in_row_order(reference):
     index = ShardedIndex(reference)
-    flat = EmbeddingResult(np.zeros((1, 32), dtype=np.float32), [{}])  # every document scores exactly 0
-    for mode in ("dense", "sparse", "hybrid"):
-        hits = index.search("q", top_k=25, mode=mode, query_embeddings=flat)
+    unit = np.zeros((1, 32), dtype=np.float32)
+    unit[0, 0] = 1.0
+    flat = EmbeddingResult(unit, [{}])  # no shared token; with dense weight 0 every document scores exactly 0
+    for mode in ("sparse", "hybrid"):
+        hits = index.search("q", top_k=25, mode=mode, query_embeddings=flat, dense_weight=0.0)
         assert [h.index for h in hits] == list(range(25)) and [h.id for h in hits] == IDS[:25]
 
 
@@ -320,9 +322,15 @@ def test_reader_verifies_checksums(reference, tmp_path):
     folder = copy(reference, tmp_path)
     values = folder / "chunk-000007" / "sparse_values.npy"
     values.write_bytes(values.read_bytes()[:-4] + b"\x00\x00\x80\x3f")
-    ShardReader(folder)  # opening alone reads manifests only
-    with pytest.raises(ValueError, match="chunk-000007 is damaged"):
+    reader = ShardReader(folder)  # opening alone reads manifests only
+    with pytest.raises(ValueError, match="chunk-000007/sparse_values.npy does not match its recorded sha256"):
         ShardReader(folder, verify=True)
+    reader.chunks[6].sparse_csr()  # an intact chunk reads
+    with pytest.raises(ValueError, match="chunk-000007/sparse_values.npy does not match"):
+        reader.chunks[7].sparse_csr()  # a damaged file is refused when first read
+    with pytest.raises(ValueError, match="sparse_values.npy does not match"):
+        ShardedIndex(folder).search("q", mode="sparse", query_embeddings=EmbeddingResult(None, [{5: 1.0}]))
+    reader.chunks[7].dense()  # the chunk's other files are intact
     (folder / "chunk-000001" / MANIFEST).write_text("{}")
     with pytest.raises(ValueError, match="chunk-000001/manifest.json does not match"):
         ShardReader(folder)

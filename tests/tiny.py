@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -23,6 +24,12 @@ def missing_resource(reason: str) -> None:
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(f"{reason}; CI must provide it (CI=true)", pytrace=False)
     pytest.skip(reason)
+
+
+def write_jsonl(path: Path, records: list[dict]) -> Path:
+    """One JSON object per line (a corpus file)."""
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    return path
 
 
 def make_config(**overrides) -> MgteConfig:

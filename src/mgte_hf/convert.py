@@ -30,7 +30,7 @@ from safetensors.torch import save_file
 
 from .modeling import MgteConfig, convert_config_dict, copy_modeling_files
 from .modeling.configuration_mgte import NEW_CONFIG_DEFAULTS
-from .outputs import staged_folder
+from .outputs import check_output, staged_folder
 
 
 logger = logging.getLogger(__name__)
@@ -382,8 +382,9 @@ def convert_checkpoint(
     src = Path(src).resolve()
     if not (src / CONFIG_NAME).is_file():
         raise FileNotFoundError(f"{src} is not a checkpoint folder (no {CONFIG_NAME}).")
+    check_output(dst, overwrite=overwrite, inputs=[src], folder=True)  # before reading the weights
     checkpoint = read_checkpoint(src)
-    with staged_folder(dst, overwrite=overwrite, protect=src) as tmp:
+    with staged_folder(dst, overwrite=overwrite, inputs=[src]) as tmp:
         write_checkpoint(checkpoint, tmp, to)
         if copy_tokenizer:
             for name in TOKENIZER_FILES:

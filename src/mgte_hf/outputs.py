@@ -1,12 +1,15 @@
-"""Writing outputs safely: files replaced atomically, folders built aside and moved into place.
+"""Writing outputs safely, under one policy for every command and `save` of the package.
 
-    write_atomic(path, text)                       # readers see the old file or the new one, never half of one
+    check_output(path, overwrite=False, inputs=[source])   # before any work: refuse what must not be replaced
+    write_atomic(path, text)                                # readers see the old file or the new one, never half
     with staged_folder("out/", overwrite=False) as tmp:
-        ...                                        # write into tmp; on success it becomes out/, on error it vanishes
+        ...                                                 # write into tmp; on success it becomes out/
 
-A file is written to `<name>.partial` beside it and renamed over it (`sync=True` also flushes it and its folder to
-disk, so a crash right after the call cannot lose it). A folder is built in a hidden temporary folder beside its
-destination and renamed into place when complete.
+The policy: an existing file, or a non-empty folder, is never replaced or deleted without `overwrite=True`
+(`--overwrite`); an output that is one of the inputs (or, for a folder, holds one) is refused even then; writes go
+to a temporary name beside the target and are renamed over it when complete. A file is written to
+`<name>.partial` (`sync=True` also flushes it and its folder to disk, so a crash right after the call cannot lose
+it); a folder is built in a hidden temporary folder beside its destination.
 """
 
 from __future__ import annotations
@@ -22,6 +25,42 @@ from .hashing import sha256_bytes
 
 
 PARTIAL_SUFFIX = ".partial"
+
+
+def check_output(path: str | os.PathLike, *, overwrite: bool = False, inputs: Iterable[str | os.PathLike] = (),
+                 folder: bool = False, what: str = "output") -> Path:
+    """Refuse an output that would destroy something: returns the path when it may be written.
+
+    Args:
+        path: the file (or, with `folder=True`, the folder) about to be written.
+        overwrite: allow replacing an existing file or a non-empty folder.
+        inputs: files and folders the command reads; an output equal to one of them (or a folder output holding
+            one) is refused even with `overwrite`.
+        folder: `path` is a folder (an existing empty folder is not in the way).
+        what: how the output is named in messages (e.g. "--output-sparse").
+
+    Raises:
+        ValueError: the output is an input, or is a folder where a file is expected (or the reverse).
+        FileExistsError: it exists (a non-empty folder, for folders) and `overwrite` is false.
+    """
+    target = Path(path).expanduser().resolve()
+    for source in inputs:
+        source = Path(source).expanduser().resolve()
+        if target == source or (folder and target in source.parents):
+            relation = "is" if target == source else "holds"
+            raise ValueError(f"{what} {path} {relation} the input {source}: writing it would destroy the input. "
+                             "Choose another output.")
+    if not target.exists():
+        return target
+    if folder and not target.is_dir():
+        raise ValueError(f"{what} {path} is a file, not a folder; choose a folder.")
+    if not folder and target.is_dir():
+        raise ValueError(f"{what} {path} is a folder, not a file; choose a file name.")
+    if (not folder or any(target.iterdir())) and not overwrite:
+        kind = "is not empty" if folder else "exists"
+        raise FileExistsError(f"{what} {path} {kind}; choose another one, or pass --overwrite (overwrite=True) to "
+                              "replace it.")
+    return target
 
 
 def write_synced(path: Path, data: bytes) -> dict[str, int | str]:
@@ -70,28 +109,31 @@ def write_atomic(path: str | os.PathLike, content: bytes | str | Iterable[str], 
 
 
 @contextmanager
-def staged_folder(dst: str | os.PathLike, *, overwrite: bool = False, protect: Path | None = None) -> Iterator[Path]:
+def staged_folder(dst: str | os.PathLike, *, overwrite: bool = False,
+                  inputs: Iterable[str | os.PathLike] = (), what: str = "output folder") -> Iterator[Path]:
     """Yield an empty temporary folder beside `dst`; on success it replaces `dst`, on error it is removed.
 
-    Refuses a non-empty `dst` unless `overwrite`, and a `dst` that is `protect` (the source) or contains it.
+    `dst` is checked first (`check_output`): a non-empty `dst` needs `overwrite`; a `dst` that is or holds one of
+    `inputs` is refused. A replaced `dst` is moved aside until the new folder is in place, then deleted.
     """
-    dst = Path(dst).resolve()
-    if protect is not None and (dst == protect.resolve() or dst in protect.resolve().parents):
-        raise ValueError(f"The output folder {dst} must not be the source folder or contain it.")
-    if dst.exists() and (not dst.is_dir() or any(dst.iterdir())) and not overwrite:
-        raise FileExistsError(f"{dst} exists and is not empty; choose another folder or pass overwrite=True.")
+    dst = check_output(dst, overwrite=overwrite, inputs=inputs, folder=True, what=what)
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", dir=dst.parent))
+    old = None
     try:
         yield tmp
-        if dst.is_dir():
-            shutil.rmtree(dst)
-        elif dst.exists():
-            dst.unlink()
+        if dst.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{dst.name}.old.", dir=dst.parent))
+            os.replace(dst, old)  # an empty `old` folder is replaced by the one moved aside
         os.replace(tmp, dst)
+    except BaseException:
+        if old is not None and not dst.exists():
+            os.replace(old, dst)  # the old folder back in place
+        raise
     finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
+        for leftover in (tmp, old):
+            if leftover is not None and leftover.exists():
+                shutil.rmtree(leftover)
 
 
-__all__ = ["PARTIAL_SUFFIX", "fsync_dir", "staged_folder", "write_atomic", "write_synced"]
+__all__ = ["PARTIAL_SUFFIX", "check_output", "fsync_dir", "staged_folder", "write_atomic", "write_synced"]

@@ -23,7 +23,6 @@ import copy
 import functools
 import logging
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 from torch import nn
@@ -36,8 +35,6 @@ logger = logging.getLogger(__name__)
 QUANTIZE_SCHEMES = ("int8",)
 INT8_MAX = 127
 ACTIVATION_DTYPES = (torch.float32, torch.bfloat16)
-# /proc/cpuinfo flags of the CPU's int8 and bf16 matrix and dot-product units (what oneDNN picks its kernels by).
-MATRIX_UNIT_FLAGS = ("amx_int8", "amx_bf16", "amx_tile", "avx512_vnni", "avx_vnni", "avx512_bf16")
 REFUSED_METHODS = ("save_pretrained", "push_to_hub")
 
 
@@ -54,19 +51,6 @@ def check_int8_device(device: str | torch.device) -> None:
     if torch.device(device).type != "cpu":
         raise ValueError(f"quantize='int8' runs on the CPU (oneDNN int8 kernels), not on {device}; pass device='cpu', "
                          "or drop quantize and use dtype='bfloat16' / 'float16' on an accelerator.")
-
-
-def cpu_matrix_units(cpuinfo: str | Path = "/proc/cpuinfo") -> list[str]:
-    """The flags of `MATRIX_UNIT_FLAGS` that the CPU reports (empty where /proc/cpuinfo is missing)."""
-    try:
-        text = Path(cpuinfo).read_text()
-    except OSError:
-        return []
-    flags = set()
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            flags.update(line.partition(":")[2].split())
-    return [flag for flag in MATRIX_UNIT_FLAGS if flag in flags]
 
 
 # ============================================================================================== the kernels
@@ -246,12 +230,10 @@ def _refuse_saving(method: str, *args, **kwargs):
 
 
 __all__ = [
-    "MATRIX_UNIT_FLAGS",
     "QUANTIZE_SCHEMES",
     "Int8Linear",
     "check_int8_device",
     "check_scheme",
-    "cpu_matrix_units",
     "fast_quantize_activation",
     "int8_matmul",
     "is_quantized",

@@ -98,7 +98,7 @@ def test_bad_settings_are_refused(dataset, embedder):
         RetrievalEvaluator(dataset, systems=["dense", "colbert"])
     with pytest.raises(ValueError, match="top_k=10 is below the deepest metric cut-off"):
         RetrievalEvaluator(dataset, top_k=10)
-    with pytest.raises(ValueError, match="max_lengths must hold positive integers"):
+    with pytest.raises(ValueError, match="max_lengths must be a positive integer"):
         RetrievalEvaluator(dataset, max_lengths=[0])
     with pytest.raises(ValueError, match="need a model"):
         RetrievalEvaluator(dataset, systems=["dense"]).run()

@@ -57,6 +57,23 @@ def test_from_folder_defaults_to_cpu_and_bfloat16(embedder_dir):
     assert MgteEmbedder.from_pretrained(embedder_dir).quantize is None
 
 
+def test_int8_composes_with_compile(embedder_dir, monkeypatch):
+    """`quantize="int8", compile=True`: the quantized model through torch.compile(fullgraph=True) (on dynamo's eager
+    backend here: the tracing, fullgraph and dynamic shapes of the real thing; inductor itself is in
+    test_quantization) gives the eager int8 results, for several batches and a single input."""
+    from functools import partial
+
+    eager = MgteEmbedder.from_pretrained(embedder_dir, quantize="int8")
+    monkeypatch.setattr(torch, "compile", partial(torch.compile, backend="eager"))
+    compiled = MgteEmbedder.from_pretrained(embedder_dir, quantize="int8", compile=True)
+    assert compiled.compiled and compiled.quantize == "int8"
+    texts = [*SENTENCES[:5], "Hund"]
+    got, expected = compiled.encode(texts, batch_tokens=48), eager.encode(texts, batch_tokens=48)
+    np.testing.assert_allclose(got.dense, expected.dense, atol=1e-6)
+    assert [sorted(w) for w in got.sparse] == [sorted(w) for w in expected.sparse]
+    np.testing.assert_allclose(compiled.encode("Hund").dense, eager.encode("Hund").dense, atol=1e-6)
+
+
 @pytest.mark.parametrize(("kwargs", "error", "message"), [
     ({"quantize": "int4"}, ValueError, "quantize must be None or one of 'int8'"),
     ({"quantize": "int8", "device": "cuda"}, ValueError, "runs on the CPU"),

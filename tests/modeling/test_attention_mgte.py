@@ -77,7 +77,7 @@ def test_packed_sdpa_equals_each_sequence_alone(lengths):
     torch.manual_seed(0)
     seqs = PackedSeqs.from_lengths(lengths)
     q, k, v = (torch.randn(sum(lengths), 2, 8) for _ in range(3))
-    got = packed_sdpa_attention(q, k, v, seqs, 0.0, SCALE)
+    got = packed_sdpa_attention(q, k, v, lengths, 0.0, SCALE)
     torch.testing.assert_close(got, eager_reference(q, k, v, seqs), atol=1e-6, rtol=1e-5)
 
 
@@ -97,7 +97,7 @@ def test_packed_sdpa_on_both_sides_of_the_explicit_limit(monkeypatch, lengths):
     seqs = PackedSeqs.from_lengths(lengths)
     g = torch.Generator().manual_seed(1)
     q, k, v = (torch.randn(sum(lengths), 4, 8, generator=g) for _ in range(3))
-    got = packed_sdpa_attention(q, k, v, seqs, 0.0, SCALE)
+    got = packed_sdpa_attention(q, k, v, lengths, 0.0, SCALE)
     torch.testing.assert_close(got, eager_reference(q, k, v, seqs), atol=1e-6, rtol=1e-5)
     fused = [n for n in lengths if n > 8]
     assert dims == ([4] if seqs.uniform and fused else [4] * len(fused))

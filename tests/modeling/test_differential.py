@@ -84,14 +84,17 @@ def alone(model, head: str, ids: torch.Tensor, mask: torch.Tensor) -> list[torch
     return outs
 
 
-@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+# The eager kernel materialises (B, n, L, L) scores in float64: the pattern past the feed-forward chunk (2 200 tokens)
+# runs on sdpa only.
+FORWARD_CASES = [(p, i) for p in PATTERNS for i in IMPLEMENTATIONS
+                 if not (i == "eager" and p == "past_the_feed_forward_chunk")]
+
+
 @pytest.mark.parametrize("head", list(HEADS))
-@pytest.mark.parametrize("pattern", list(PATTERNS))
+@pytest.mark.parametrize("pattern,implementation", FORWARD_CASES)
 @pytest.mark.parametrize("layout", ["right", "left", "holes"])
 def test_batch_equals_each_sequence_alone_float64(pattern, head, implementation, layout):
     lengths = PATTERNS[pattern]
-    if implementation == "eager" and max(lengths) > 400:
-        pytest.skip("the eager kernel materialises (B, n, L, L); the long pattern runs on sdpa")
     model = model_for(head, implementation, torch.float64)
     ids, mask = batch_in_layout(lengths, layout)
     with torch.no_grad():

@@ -149,6 +149,7 @@ class MgteCommonTest(ModelTesterMixin):
     seed = 0
     all_model_classes = (MgteModel, MgteForMaskedLM, MgteForSequenceClassification, MgteForTokenClassification)
     model_split_percents = [0.5, 0.8, 0.9]
+    _torch_compile_train_cls = MgteForMaskedLM  # test_torch_compile_for_training (slow): fullgraph, padded batch
 
     def setUp(self):
         modeling_common.global_rng.seed(self.seed)

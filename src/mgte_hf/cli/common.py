@@ -27,6 +27,7 @@ def add_model_arguments(p: argparse.ArgumentParser, *, name: str = "--model", wh
     p.add_argument("--dtype", choices=("float32", "bfloat16", "float16"),
                    help="compute dtype (default float32; bfloat16 with --quantize int8)")
     add_quantize_argument(p)
+    add_compile_argument(p)
 
 
 def add_quantize_argument(p: argparse.ArgumentParser) -> None:
@@ -36,9 +37,37 @@ def add_quantize_argument(p: argparse.ArgumentParser) -> None:
                    help="int8: the encoder's linear layers as dynamic-quantized int8 GEMMs, on the CPU (default: none)")
 
 
+def add_compile_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--compile", action="store_true",
+                   help="run the model through torch.compile (faster bf16 on CPU; the first batch compiles)")
+
+
 def add_record_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--field", default="text", help="JSONL field holding the text (default: text)")
-    p.add_argument("--id-field", default="id", help="JSONL field holding the id (default: id; else the line number)")
+    """How documents are read from a corpus file (`mgte_hf.corpus`): the text and id fields, or line numbers."""
+    p.add_argument("--text-field", "--field", dest="text_field", default="text",
+                   help="JSONL field (TSV column) holding the text (default: text)")
+    p.add_argument("--id-field", default="id",
+                   help="JSONL field (TSV column) holding the id (default: id); every document needs one")
+    p.add_argument("--line-ids", action="store_true",
+                   help="number the documents by line instead of reading ids (a .txt file always is)")
+
+
+def add_overwrite_argument(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--overwrite", action="store_true", help=f"replace {what} if it exists")
+
+
+def model_files(folder: str) -> list[Path]:
+    """The files of a model folder: inputs that no output may replace."""
+    path = Path(folder)
+    return [p for p in path.iterdir() if p.is_file()] if path.is_dir() else []
+
+
+def read_documents(path: str, args: argparse.Namespace) -> tuple[list[str], list[str]]:
+    """`(ids, texts)` of a corpus file or datasets folder, with the record options (unique ids, one error per bad
+    line naming it)."""
+    from mgte_hf.corpus import read_corpus
+
+    return read_corpus(path, None if args.line_ids else args.id_field, args.text_field)
 
 
 def load(cls: type, path: str, args: argparse.Namespace, **kwargs):
@@ -52,42 +81,12 @@ def load(cls: type, path: str, args: argparse.Namespace, **kwargs):
     try:
         return cls.from_pretrained(path, device=args.device, dtype=args.dtype, quantize=args.quantize,
                                    max_length=args.max_length, batch_tokens=args.batch_tokens,
-                                   truncation=args.truncation, **kwargs)
+                                   truncation=args.truncation, compile=getattr(args, "compile", False), **kwargs)
     except OSError as err:
         raise CliError(f"cannot load {path}: {str(err).splitlines()[0]}") from err
     finally:
         if bars:
             hf_logging.enable_progress_bar()
-
-
-def read_records(path: str, field: str = "text", id_field: str = "id") -> tuple[list, list[str]]:
-    """(ids, texts) of a .txt file (one text per non-empty line, id = line number) or a .jsonl file."""
-    file = Path(path)
-    if not file.is_file():
-        raise CliError(f"input file {path!r} does not exist.")
-    if file.suffix not in (".txt", ".jsonl"):
-        raise CliError(f"{path}: expected a .txt or .jsonl file.")
-    ids, texts = [], []
-    with open(file, encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            if file.suffix == ".txt":
-                ids.append(number)
-                texts.append(line.rstrip("\n"))
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise CliError(f"{path}:{number}: not valid JSON ({err.msg}).") from err
-            if not isinstance(record, dict) or not isinstance(record.get(field), str):
-                raise CliError(f"{path}:{number}: expected a JSON object with a string field {field!r} "
-                               "(choose it with --field).")
-            ids.append(record.get(id_field, number))
-            texts.append(record[field])
-    if not texts:
-        raise CliError(f"{path} holds no text.")
-    return ids, texts
 
 
 def one_line(text: str, width: int = 100) -> str:

@@ -106,7 +106,7 @@ def build(ctx: BuildContext, fetched: dict) -> dict:
     sets += [help_set(pages[lang], pages["en"], lang, "en") for lang in cross]
     files, counts, tokens = [], {}, {}
     for dataset in sets:
-        folder = write_beir(dataset, beir_dir(ctx.root, dataset.name))
+        folder = write_beir(dataset, beir_dir(ctx.root, dataset.name), overwrite=True)  # the cache is ours
         files += [folder / "corpus.jsonl", folder / "queries.jsonl", folder / "qrels" / "test.tsv"]
         counts[dataset.name] = dataset.stats()
     for lang in mono:

@@ -27,7 +27,7 @@ from ..adapters import unwrap_model
 from ..data.beir import BeirDataset, load_beir
 from ..index import HybridIndex, SearchHit, rerank_hits
 from ..inference import EmbeddingResult, MgteEmbedder, MgteReranker
-from ..inference.common import check_choice
+from ..inference.common import check_choice, check_dimension, check_positive_int
 from ..modeling import MgteForSequenceClassification
 from ..modeling.modeling_mgte import dense_embedding
 from ..scoring import DEFAULT_DENSE_WEIGHT, DEFAULT_SPARSE_WEIGHT
@@ -99,19 +99,19 @@ class RetrievalEvaluator:
         self.dataset = full.sample_queries(max_queries, seed)
         self.name = name or self.dataset.name or "dataset"
         self.systems = _check_systems(systems)
-        self.dims = None if dims is None else [_positive(d, "dims") for d in dims]
-        self.max_lengths = sorted({_positive(n, "max_lengths") for n in max_lengths})
+        self.dims = None if dims is None else [check_positive_int(d, "dims") for d in dims]
+        self.max_lengths = sorted({check_positive_int(n, "max_lengths") for n in max_lengths})
         if not self.max_lengths:
             raise ValueError("max_lengths needs at least one value, e.g. (512,).")
         self.hybrid_weights = [(float(d), float(s)) for d, s in hybrid_weights]
         if "hybrid" in self.systems and not self.hybrid_weights:
             raise ValueError("hybrid needs at least one (dense_weight, sparse_weight) pair.")
         self.reranker = reranker
-        self.rerank_top_k = _positive(rerank_top_k, "rerank_top_k")
+        self.rerank_top_k = check_positive_int(rerank_top_k, "rerank_top_k")
         self.rerank_first_stage = check_choice(rerank_first_stage, RERANK_FIRST_STAGES, "rerank_first_stage")
         self.metrics = list(metrics)
         deepest = max(parse_metric(m)[1] for m in self.metrics)
-        self.top_k = _positive(top_k, "top_k")
+        self.top_k = check_positive_int(top_k, "top_k")
         if self.top_k < deepest:
             raise ValueError(f"top_k={top_k} is below the deepest metric cut-off ({deepest}); raise top_k.")
         self.tokenizer = tokenizer
@@ -126,7 +126,8 @@ class RetrievalEvaluator:
         """Evaluate `model` (an `MgteEmbedder` or `MgteReranker`, or an `MgteForEmbedding` or one-label
         `MgteForSequenceClassification` possibly wrapped by DDP/PEFT, with the evaluator's `tokenizer`); returns
         `{"<system>_<metric>": value}`. A reranker alone runs `rerank` (and `bm25`) with `rerank_first_stage="bm25"`.
-        With `output_path`, also writes the report there (`retrieval-<name>[-e<epoch>][-s<steps>].{json,md,png}`).
+        With `output_path`, also writes the report there (`retrieval-<name>[-e<epoch>][-s<steps>].{json,md,png}`,
+        replacing the report of the same step from an earlier run, as the Trainer replaces its checkpoints).
         The model's train/eval mode is restored."""
         module = model.model if isinstance(model, (MgteEmbedder, MgteReranker)) else unwrap_model(model)
         was_training = module.training
@@ -140,7 +141,7 @@ class RetrievalEvaluator:
         if output_path is not None:
             stem = (f"retrieval-{self.name}" + (f"-e{epoch}" if epoch >= 0 else "")
                     + (f"-s{steps}" if steps >= 0 else ""))
-            report.save(output_path, stem)
+            report.save(output_path, stem, overwrite=True)  # this step's report of an earlier run is replaced
         return report.flat_metrics()
 
     def get_config_dict(self) -> dict:
@@ -200,7 +201,7 @@ class RetrievalEvaluator:
     def _model_systems(self, report: RetrievalReport, embedder: MgteEmbedder, reranker: MgteReranker | None,
                        doc_ids: list[str], doc_texts: list[str], queries: list[str], qids: list[str]) -> None:
         full = embedder.model.config.hidden_size
-        dims = [embedder.model.check_dimension(d) for d in (self.dims or [embedder.dimension])]
+        dims = [check_dimension(embedder.model, d) for d in (self.dims or [embedder.dimension])]
         top_dim = max(dims)
         with measure(embedder.device) as m:
             q_emb = self._encode(embedder, queries, self.max_lengths[-1], full)
@@ -343,12 +344,6 @@ def _check_systems(systems: Sequence[str]) -> list[str]:
     if unknown or not systems:
         raise ValueError(f"unknown or no retrieval systems {unknown or systems}; choose from {', '.join(SYSTEMS)}.")
     return [s for s in SYSTEMS if s in systems]
-
-
-def _positive(value: int, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{what} must hold positive integers, got {value!r}.")
-    return value
 
 
 def _index(doc_ids: list[str], doc_texts: list[str], emb: EmbeddingResult, dimension: int) -> HybridIndex:

@@ -29,7 +29,9 @@ from ..tokenizer import special_token_ids
 from .common import (
     CONVERT_TO,
     InferenceModel,
+    Tokenized,
     check_choice,
+    check_dimension,
     check_texts,
     packed_batches,
     tokenize,
@@ -100,7 +102,7 @@ class MgteEmbedder(InferenceModel):
     def __init__(self, model: MgteForEmbedding, tokenizer: PreTrainedTokenizerBase, *, dimension: int | None = None,
                  **kwargs):
         super().__init__(model, tokenizer, **kwargs)
-        self.dimension = model.check_dimension(dimension)
+        self.dimension = check_dimension(model, dimension)
 
     @property
     def sparse_ignore_token_ids(self) -> list[int]:
@@ -143,23 +145,43 @@ class MgteEmbedder(InferenceModel):
             An `EmbeddingResult`; `dense` is `(N, dimension)` float32.
         """
         texts = check_texts(texts)
-        if not (dense or sparse):
-            raise ValueError("Nothing to compute: set dense=True and/or sparse=True.")
-        dimension = self.model.check_dimension(self.dimension if dimension is None else dimension)
-        check_choice(convert_to, CONVERT_TO, "convert_to")
         tokenized = tokenize(self.tokenizer, texts, max_length=self.max_length if max_length is None else max_length,
                              truncation=self.truncation if truncation is None else truncation)
+        self.warn_beyond_context(tokenized)
         blank = sum(not t.strip() for t in texts)
         if blank:
             logger.warning("%d of %d texts are empty or blank; they are encoded all the same (their vectors carry no "
                            "content).", blank, len(texts))
+        return self.encode_tokenized(tokenized, dense=dense, sparse=sparse, dimension=dimension,
+                                     batch_tokens=batch_tokens, show_progress_bar=show_progress_bar,
+                                     convert_to=convert_to)
+
+    def encode_tokenized(
+        self,
+        tokenized: Tokenized,
+        *,
+        dense: bool = True,
+        sparse: bool = True,
+        dimension: int | None = None,
+        batch_tokens: int | None = None,
+        show_progress_bar: bool | None = None,
+        convert_to: str = "numpy",
+    ) -> EmbeddingResult:
+        """`encode` for texts already tokenized (`common.tokenize`: special tokens in, max-length policy applied).
+
+        For callers that need the token ids before encoding (a server checks lengths and counts tokens); the same
+        ids and settings give the same result as `encode` on the texts. Keyword arguments as `encode`.
+        """
+        if not (dense or sparse):
+            raise ValueError("Nothing to compute: set dense=True and/or sparse=True.")
+        dimension = check_dimension(self.model, self.dimension if dimension is None else dimension)
+        check_choice(convert_to, CONVERT_TO, "convert_to")
         batches, dense_parts, sparse_parts = [], [], []
         ignore = self.sparse_ignore_token_ids
         for batch in packed_batches(tokenized, self.batch_tokens if batch_tokens is None else batch_tokens,
                                     self.device, show_progress_bar=show_progress_bar, desc="Encoding"):
             with torch.inference_mode():
-                out = self.model(**batch.model_inputs(), dimension=dimension, return_dense=dense,
-                                 return_sparse=sparse)
+                out = self.forward(batch, dimension=dimension, return_dense=dense, return_sparse=sparse)
             batches.append(batch.indices)
             if dense:
                 dense_parts.append(list(out.dense.float().cpu()))  # B × (dimension,)

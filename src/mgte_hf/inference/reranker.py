@@ -24,6 +24,7 @@ from ..modeling import MgteForSequenceClassification
 from .common import (
     CONVERT_TO,
     InferenceModel,
+    Tokenized,
     check_choice,
     check_pairs,
     check_positive_int,
@@ -85,16 +86,39 @@ class MgteReranker(InferenceModel):
             `(N,)` float32 scores.
         """
         queries, documents = check_pairs(pairs)
-        check_choice(convert_to, CONVERT_TO, "convert_to")
         tokenized = tokenize(self.tokenizer, queries, documents,
                              max_length=self.max_length if max_length is None else max_length,
                              truncation=self.truncation if truncation is None else truncation,
-                             with_token_types=self.model.config.type_vocab_size > 1)
+                             with_token_types=self.uses_token_types)
+        self.warn_beyond_context(tokenized)
+        return self.score_tokenized(tokenized, normalize=normalize, batch_tokens=batch_tokens,
+                                    show_progress_bar=show_progress_bar, convert_to=convert_to)
+
+    @property
+    def uses_token_types(self) -> bool:
+        """Whether the model has segment embeddings, so pairs need `token_type_ids` (`common.tokenize`)."""
+        return self.model.config.type_vocab_size > 1
+
+    def score_tokenized(
+        self,
+        tokenized: Tokenized,
+        *,
+        normalize: bool = False,
+        batch_tokens: int | None = None,
+        show_progress_bar: bool | None = None,
+        convert_to: str = "numpy",
+    ) -> np.ndarray | torch.Tensor:
+        """`compute_score` for pairs already tokenized (`common.tokenize(..., with_token_types=uses_token_types)`).
+
+        For callers that need the token ids before scoring (a server checks lengths and counts tokens); the same
+        ids and settings give the same scores as `compute_score`. Keyword arguments as `compute_score`.
+        """
+        check_choice(convert_to, CONVERT_TO, "convert_to")
         batches, parts = [], []
         for batch in packed_batches(tokenized, self.batch_tokens if batch_tokens is None else batch_tokens,
                                     self.device, show_progress_bar=show_progress_bar, desc="Reranking"):
             with torch.inference_mode():
-                logits = self.model(**batch.model_inputs()).logits.reshape(-1).float()  # (B,)
+                logits = self.forward(batch).logits.reshape(-1).float()  # (B,)
             batches.append(batch.indices)
             parts.append(list((torch.sigmoid(logits) if normalize else logits).cpu()))
         scores = restore_order(batches, parts)

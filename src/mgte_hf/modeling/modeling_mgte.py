@@ -281,7 +281,12 @@ class MgteAttention(nn.Module):
             if isinstance(layout, PaddedLayout):  # the traceable padded forward
                 qp, kp, vp = (layout.unpack(t).transpose(1, 2) for t in (q, k, v))  # (B, n, L, d)
                 return layout.pack(padded_sdpa_attention(qp, kp, vp, layout.mask, dropout, self.scaling)), None
-            return packed_sdpa_attention(q, k, v, layout, dropout, self.scaling), None
+            if layout.lengths is None:  # traced by torch.compile: one opaque operator, no lengths in the graph
+                if dropout:
+                    raise ValueError("Compiled packed attention has no dropout: set attention_probs_dropout_prob to "
+                                     "0, or compile padded batches.")
+                return torch.ops.mgte.packed_attention(q, k, v, layout.cu_seqlens, self.scaling), None
+            return packed_sdpa_attention(q, k, v, layout.lengths, dropout, self.scaling), None
         if is_packed_implementation(implementation):
             qp, kp, vp = (t.transpose(0, 1)[None] for t in (q, k, v))  # (1, n, T, d)
             out, weights = attention(self, qp, kp, vp, None, dropout=dropout, scaling=self.scaling,
@@ -294,6 +299,7 @@ class MgteAttention(nn.Module):
 
 # Without autograd, the feed-forward runs on at most this many tokens at a time: its (tokens, 2·I) intermediate is the
 # largest activation of a layer (192 MiB for 8 192 tokens in fp32), so this caps the memory peak of long inputs.
+# (Not while torch.compile traces: a chunk count would tie the graph to the token count.)
 MLP_CHUNK_TOKENS = 2048
 
 
@@ -308,7 +314,7 @@ class MgteGatedMLP(nn.Module):
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if torch.is_grad_enabled() or x.shape[0] <= MLP_CHUNK_TOKENS:
+        if torch.is_grad_enabled() or torch.compiler.is_compiling() or x.shape[0] <= MLP_CHUNK_TOKENS:
             return self._feed_forward(x)
         out = torch.empty_like(x)  # (T, H)
         for rows, dest in zip(x.split(MLP_CHUNK_TOKENS), out.split(MLP_CHUNK_TOKENS)):
@@ -382,7 +388,7 @@ class MgtePackedOutput(ModelOutput):
     """What the encoder computed, still packed: `hidden` is `(total_tokens, H)`; `seqs` tells where rows are."""
 
     hidden: torch.Tensor | None = None
-    seqs: PackedSeqs | None = None
+    seqs: PackedSeqs | PaddedLayout | None = None
     hidden_states: tuple[torch.Tensor, ...] | None = None
     attentions: tuple[torch.Tensor, ...] | None = None
 
@@ -397,11 +403,7 @@ class MgtePackedOutput(ModelOutput):
 
     def pack_labels(self, labels: torch.Tensor) -> torch.Tensor:
         """Per-token labels in the input's layout → `(T,)`, refusing any other shape."""
-        seqs = self.seqs
-        expected = (1, seqs.total_tokens) if seqs.packed_input else tuple(seqs.padded_shape)
-        if tuple(labels.shape) != expected and not (seqs.packed_input and tuple(labels.shape) == expected[1:]):
-            raise ValueError(f"labels {tuple(labels.shape)} must have the shape of input_ids {expected}.")
-        return seqs.from_input_layout(labels.reshape(expected))
+        return self.seqs.pack_labels(labels)
 
 
 @dataclass
@@ -538,8 +540,9 @@ def copy_modeling_files(save_directory) -> None:
 
 
 # ============================================================================================== input checks
-# The keyword arguments a forward takes beyond its named ones: transformers' own (`TransformersKwargs`).
-ACCEPTED_KWARGS = frozenset(TransformersKwargs.__annotations__)
+# The keyword arguments a forward takes beyond its named ones: transformers' own (`TransformersKwargs`), and
+# `use_cache`, which transformers passes to every model (an encoder keeps no cache).
+ACCEPTED_KWARGS = frozenset(TransformersKwargs.__annotations__) | {"use_cache"}
 
 
 def _check_kwargs(kwargs: dict) -> None:
@@ -548,8 +551,8 @@ def _check_kwargs(kwargs: dict) -> None:
         raise TypeError(f"Unexpected keyword argument(s) {unknown}: the mGTE forward takes input_ids, attention_mask, "
                         "token_type_ids, position_ids, inputs_embeds, seqlens, the head's own arguments and "
                         f"transformers' {sorted(ACCEPTED_KWARGS)}.")
-    if kwargs.get("is_causal"):
-        raise ValueError("mGTE is a bidirectional encoder: is_causal=True is not supported.")
+    if kwargs.get("is_causal") or kwargs.get("use_cache"):
+        raise ValueError("mGTE is a bidirectional encoder: is_causal and use_cache are not supported.")
 
 
 def _check_inputs(config: MgteConfig, dtype: torch.dtype, input_ids, attention_mask, token_type_ids, position_ids,
@@ -611,15 +614,23 @@ def _check_embeds(config: MgteConfig, dtype: torch.dtype, inputs_embeds: torch.T
         raise ValueError("inputs_embeds hold NaN or inf values.")
 
 
-def _packed_lengths(input_ids, inputs_embeds, attention_mask, position_ids, seqlens, kwargs) -> list[int] | None:
+def ref_device(*tensors: torch.Tensor | None) -> torch.device:
+    """The device of the first tensor given."""
+    return next(t.device for t in tensors if t is not None)
+
+
+def _packed_lengths(input_ids, inputs_embeds, attention_mask, position_ids, seqlens,
+                    kwargs) -> list[int] | torch.Tensor | None:
     """The sequence lengths of packed input, or None for a padded batch.
 
     Packed input comes as `seqlens`, as transformers' flash-attention offsets `cu_seq_lens_q` (what
     `DataCollatorWithFlattening(return_flash_attn_kwargs=True)` gives), or as one row whose `position_ids` restart at
-    0 (its default output).
+    0 (its default output). While torch.compile traces, a tensor of lengths stays a tensor (and is not checked).
     """
     if seqlens is None and kwargs.get("cu_seq_lens_q") is not None:
         seqlens = kwargs["cu_seq_lens_q"].diff()
+    if torch.compiler.is_compiling():
+        return seqlens
     ref = input_ids if input_ids is not None else inputs_embeds
     if (seqlens is None and position_ids is not None and attention_mask is None and ref is not None
             and ref.dim() >= 2 and ref.shape[0] == 1 and position_ids.dim() == 2 and position_ids.shape[0] == 1
@@ -683,33 +694,46 @@ class MgteModel(MgtePreTrainedModel):
             input_ids, inputs_embeds, token_type_ids, position_ids = (
                 None if t is None else t.reshape(1, -1, *t.shape[(2 if t.dim() > 2 else t.dim()):])
                 for t in (input_ids, inputs_embeds, token_type_ids, position_ids))
-        dtype = self.embeddings.word_embeddings.weight.dtype
         if not torch.compiler.is_compiling():
-            _check_inputs(self.config, dtype, input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds)
+            _check_inputs(self.config, self.embeddings.word_embeddings.weight.dtype, input_ids, attention_mask,
+                          token_type_ids, position_ids, inputs_embeds)
         ref = input_ids if input_ids is not None else inputs_embeds
-        device = ref.device
-        if lengths is not None:
-            seqs = PackedSeqs.from_lengths(lengths, device)
-            inputs = (input_ids, token_type_ids, position_ids, inputs_embeds)
-            packed_ids, packed_types, positions, packed_embeds = (None if t is None else t[0] for t in inputs)
-        else:
-            mask = attention_mask if attention_mask is not None else torch.ones(ref.shape[:2], device=device)
-            seqs = PackedSeqs.from_mask(mask.to(device))
-            inputs = (input_ids, token_type_ids, position_ids, inputs_embeds)
-            packed_ids, packed_types, positions, packed_embeds = (None if t is None else seqs.pack(t) for t in inputs)
-        if positions is None:
-            positions = seqs.positions(device)  # (T,)
-        self._check_positions(positions, seqs)
-        x = self.embeddings(packed_ids, packed_types, positions, packed_embeds)  # (T, H)
-        cos, sin = self.rotary_emb(x, positions)  # (T, d)
-        seqs.attn_mask = self._padded_attention_mask(seqs, x)
+        layout = self._layout(ref, attention_mask, lengths)
+        inputs = [None if t is None else layout.from_input_layout(t)
+                  for t in (input_ids, token_type_ids, position_ids, inputs_embeds)]
         record = bool(kwargs.get("output_hidden_states", self.config.output_hidden_states))
         if kwargs.get("output_attentions", self.config.output_attentions):
             self._check_weights_available()
-        hidden = self.encoder(x, cos[:, None], sin[:, None], seqs, record_hidden_states=record)
-        return MgtePackedOutput(hidden=hidden, seqs=seqs)
+        return MgtePackedOutput(hidden=self._run(layout, *inputs, record_hidden_states=record), seqs=layout)
 
-    def _check_positions(self, positions: torch.Tensor, seqs: PackedSeqs) -> None:
+    def _layout(self, ref: torch.Tensor, attention_mask: torch.Tensor | None,
+                lengths: list[int] | torch.Tensor | None) -> PackedSeqs | PaddedLayout:
+        """Packed input keeps its packing; a padded batch is packed, or, while torch.compile traces, stays padded
+        (its packing has data-dependent shapes; padding positions are computed, and zeroed in the outputs)."""
+        device = ref.device
+        implementation = self.config._attn_implementation
+        if lengths is not None:
+            return PackedSeqs.from_lengths(lengths, device, total=ref.shape[1])
+        mask = attention_mask.to(device) if attention_mask is not None else torch.ones(ref.shape[:2], device=device)
+        if not torch.compiler.is_compiling():
+            return PackedSeqs.from_mask(mask)
+        if implementation not in (None, "sdpa") and is_packed_implementation(implementation):
+            raise ValueError(f"A compiled padded batch runs padded attention (sdpa, eager or flex_attention), not "
+                             f"{implementation!r}: pass packed input (seqlens) or set another implementation.")
+        return PaddedLayout(mask)
+
+    def _run(self, layout: PackedSeqs | PaddedLayout, ids, types, positions, embeds,
+             record_hidden_states: bool = False) -> torch.Tensor:
+        """Embeddings → RoPE → layers on the token axis of `layout`; returns `(T, H)`."""
+        if positions is None:
+            positions = layout.positions(ref_device(ids, embeds))  # (T,)
+        self._check_positions(positions)
+        x = self.embeddings(ids, types, positions, embeds)  # (T, H)
+        cos, sin = self.rotary_emb(x, positions)  # (T, d)
+        layout.attn_mask = self._padded_attention_mask(layout, x)
+        return self.encoder(x, cos[:, None], sin[:, None], layout, record_hidden_states=record_hidden_states)
+
+    def _check_positions(self, positions: torch.Tensor) -> None:
         """Absolute tables end at max_position_embeddings; RoPE goes past it, with one warning."""
         implementation = self.config._attn_implementation
         if implementation in MGTE_ATTENTION_FUNCTIONS:
@@ -750,16 +774,8 @@ class MgteModel(MgtePreTrainedModel):
         if implementation not in (None, "sdpa") and is_packed_implementation(implementation):
             raise ValueError(f"encode_padded runs padded attention (sdpa or eager), not {implementation!r}; call "
                              "model.set_attn_implementation('sdpa') first.")
-        batch, seq_len = input_ids.shape
         layout = PaddedLayout(attention_mask)
-        positions = layout.positions(input_ids.device)  # (B·L,)
-        x = self.embeddings(input_ids.reshape(-1), None, positions, None)  # (B·L, H)
-        cos, sin = self.rotary_emb(x, positions)
-        if implementation not in (None, "sdpa"):
-            layout.attn_mask = self._padded_attention_mask(layout, x)
-        for layer in self.encoder.layer:
-            x = layer(x, cos[:, None], sin[:, None], layout)
-        return x.reshape(batch, seq_len, -1)
+        return layout.unpack(self._run(layout, layout.pack(input_ids), None, None, None))  # (B, L, H)
 
     @can_return_tuple
     def forward(
@@ -847,6 +863,8 @@ def token_loss(logits: torch.Tensor, labels: torch.Tensor, num_classes: int,
 def _check_label_range(labels: torch.Tensor, num_classes: int) -> None:
     if labels.dtype not in (torch.int64, torch.int32):
         raise ValueError(f"labels must be integer class ids (torch.long), got {labels.dtype}.")
+    if torch.compiler.is_compiling():  # the values are data: checked in eager runs only
+        return
     valid = labels[labels != -100]
     if valid.numel() and (int(valid.min()) < 0 or int(valid.max()) >= num_classes):
         raise ValueError(f"labels must be in [0, {num_classes - 1}] or -100 (ignored), got values in "

@@ -27,11 +27,11 @@ from tqdm.auto import tqdm
 
 from ..corpus import Corpus
 from ..hashing import model_identity
-from ..inference.common import check_positive_int, show_progress
+from ..inference.common import check_dimension, check_positive_int, show_progress
 from ..inference.embedder import MgteEmbedder
 from ..ranks import barrier, get_rank, get_world_size, is_distributed
 from .corpus import MAX_REPORTED, CorpusScan, chunks, scan_corpus
-from .storage import check_folder, chunk_name, finished_chunk, write_chunk, write_manifest
+from .storage import check_folder, chunk_name, finished_chunk, remove, write_chunk, write_manifest
 
 
 logger = logging.getLogger(__name__)
@@ -62,20 +62,22 @@ def encode_to_shards(
     max_length: int | None = None,
     batch_tokens: int | None = None,
     show_progress_bar: bool | None = None,
+    overwrite: bool = False,
 ) -> ShardRun:
     """Encode `corpus` (dense + sparse) into resumable shards in `output_dir`; call it on every rank.
 
     Args:
         embedder: the model; each rank's embedder sits on that rank's device.
         corpus: a `JsonlCorpus` or `DatasetCorpus` (see `open_corpus`); it is read twice, never held whole.
-        output_dir: the shard folder (created); if it holds shards of another run, `ValueError` and nothing
-            is written.
+        output_dir: the shard folder (created); if it holds shards of another run, or chunk folders this run did
+            not write, `ValueError` and nothing is written (files of other names in it are left alone).
         chunk_size: documents per chunk (the unit of work, of resuming and of memory: one chunk's texts and
             tokens are held at a time).
         dimension: dense size; default `embedder.dimension`.
         max_length: token limit per document; default `embedder.max_length`.
         batch_tokens: padded-token budget per forward; default `embedder.batch_tokens`.
         show_progress_bar: a bar over this rank's chunks on rank 0; `None`: for corpora of 256 documents or more.
+        overwrite: delete the shards of another run (and foreign chunk folders) in `output_dir` first.
 
     Returns:
         A `ShardRun` of this rank.
@@ -83,15 +85,18 @@ def encode_to_shards(
     Raises:
         ValueError: an empty corpus, duplicate ids, a bad record, or a folder of another run (on every rank).
     """
-    check_positive_int(chunk_size, "chunk_size")
-    dimension = embedder.model.check_dimension(embedder.dimension if dimension is None else dimension)
+    chunk_size = check_positive_int(chunk_size, "chunk_size")
+    dimension = check_dimension(embedder.model, embedder.dimension if dimension is None else dimension)
     max_length = check_positive_int(embedder.max_length if max_length is None else max_length, "max_length")
     rank, world_size = get_rank(), get_world_size()
     folder = Path(output_dir)
     settings = {"dimension": dimension, "max_length": max_length, "truncation": embedder.truncation,
                 "chunk_size": chunk_size}
-    scan, run = _plan(embedder, corpus, folder, settings, rank, world_size)
-    folder.mkdir(parents=True, exist_ok=True)
+    scan, run, foreign = _plan(embedder, corpus, folder, settings, rank, world_size, overwrite)
+    if rank == 0:
+        folder.mkdir(parents=True, exist_ok=True)
+        remove(foreign)
+    barrier()
     num_chunks = -(-scan.count // chunk_size)
     own = [c for c in range(num_chunks) if c % world_size == rank]
     encoded, skipped, texts_encoded, start = [], [], 0, time.perf_counter()
@@ -123,20 +128,24 @@ def encode_to_shards(
     return ShardRun(folder, scan.count, num_chunks, encoded, skipped, texts_encoded, seconds)
 
 
-def _plan(embedder: MgteEmbedder, corpus: Corpus, folder: Path, settings: dict, rank: int,
-          world_size: int) -> tuple[CorpusScan, dict]:
-    """Scan the corpus, build the run identity and check the folder; the same `ValueError` on every rank."""
-    problem, scan, run = None, None, None
+def _plan(embedder: MgteEmbedder, corpus: Corpus, folder: Path, settings: dict, rank: int, world_size: int,
+          overwrite: bool) -> tuple[CorpusScan, dict, list[Path]]:
+    """Scan the corpus, build the run identity and check the folder; the same `ValueError` on every rank.
+
+    Returns the scan, the run identity and what `overwrite` lets this run delete first.
+    """
+    problem, scan, run, foreign = None, None, None, []
     try:
         scan = scan_corpus(corpus, rank, world_size)
         if scan.count == 0:
             raise ValueError("The corpus holds no documents; nothing to encode.")
-        run = {"model": model_identity(embedder.model, embedder.tokenizer), **settings, "corpus": {"count": scan.count, "sha256": scan.sha256}}
-        check_folder(folder, run)
+        run = {"model": model_identity(embedder.model, embedder.tokenizer), **settings,
+               "corpus": {"count": scan.count, "sha256": scan.sha256}}
+        foreign = check_folder(folder, run, overwrite=overwrite)
     except ValueError as err:
         problem = str(err)
     _raise_if_any(problem, scan.duplicates if scan else {})
-    return scan, run
+    return scan, run, foreign
 
 
 def _raise_if_any(problem: str | None, duplicates: dict[str, list[int]]) -> None:

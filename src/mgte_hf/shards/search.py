@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 
 from .. import scoring
-from ..hashing import identity_differences, model_identity
+from ..hashing import check_model_identity
 from ..index import QUERY_CHUNK, Postings, SearchableIndex
 from ..inference.embedder import EmbeddingResult, MgteEmbedder
 from ..ranking import top_k_columns
@@ -37,19 +37,19 @@ class ShardedIndex(SearchableIndex[ShardHit]):
     Args:
         folder: the shard folder.
         embedder: encodes query texts; it must be the model that wrote the shards (checked by sha256).
-        verify: check every file's sha256 on opening.
+        verify: check every file's sha256 on opening (otherwise each is checked when first read).
+        allow_other_model: query with another embedder anyway, with a warning.
     """
 
     holds_texts = False
 
-    def __init__(self, folder: str | os.PathLike, embedder: MgteEmbedder | None = None, *, verify: bool = False):
+    def __init__(self, folder: str | os.PathLike, embedder: MgteEmbedder | None = None, *, verify: bool = False,
+                 allow_other_model: bool = False):
         self.reader = ShardReader(folder, verify=verify)
         if embedder is not None:
-            differences = identity_differences(model_identity(embedder.model, embedder.tokenizer),
-                                               self.reader.manifest["run"]["model"])
-            if differences:
-                raise ValueError(f"The shards in {self.reader.folder} were written by another model: "
-                                 f"{'; '.join(differences)}. Query them with the model that wrote them.")
+            check_model_identity(self.reader.manifest["run"]["model"], embedder.model, embedder.tokenizer,
+                                 artifact=f"The shard folder {self.reader.folder}",
+                                 allow_other_model=allow_other_model)
         self.embedder = embedder
         self._postings: dict[int, Postings] = {}
         self._ids: dict[int, list[str]] = {}

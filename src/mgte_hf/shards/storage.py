@@ -124,23 +124,59 @@ def finished_chunk(folder: Path, index: int, run: dict) -> dict | None:
     return manifest
 
 
-def check_folder(folder: Path, run: dict) -> None:
-    """Refuse a folder holding a manifest or chunks that are not of this run (nothing is touched)."""
+def check_folder(folder: Path, run: dict, *, overwrite: bool = False) -> list[Path]:
+    """Refuse a folder that holds anything this run would replace and did not write (nothing is touched).
+
+    A manifest or chunk of another run, a chunk folder without an mgte-hf manifest and a temporary chunk folder
+    holding other files are refused unless `overwrite`; with it they are returned, to be deleted before encoding.
+    Chunks of this run (finished, damaged or half written) are this run's to repair.
+    """
     if not folder.exists():
-        return
+        return []
     if not folder.is_dir():
         raise ValueError(f"{folder} exists and is not a folder; choose another output folder.")
-    found = [(folder / MANIFEST, read_json(folder / MANIFEST))] if (folder / MANIFEST).exists() else []
-    found += [(p / MANIFEST, read_json(p / MANIFEST)) for p in sorted(folder.glob("chunk-*"))
-              if p.is_dir() and not p.name.endswith(".tmp") and (p / MANIFEST).is_file()]
-    for path, manifest in found:
-        if isinstance(manifest, dict) and manifest.get("format") == SHARDS_FORMAT and manifest.get("run") == run:
+    foreign = []
+    for path in [folder / MANIFEST, *sorted(folder.glob("chunk-*"))]:
+        what = _foreign(path, run)
+        if what is None:
             continue
-        what = (f"a file that is not an {SHARDS_FORMAT} manifest" if not isinstance(manifest, dict) or
-                manifest.get("format") != SHARDS_FORMAT else
-                "shards of another run (" + "; ".join(identity_differences(run, manifest.get("run"))) + ")")
-        raise ValueError(f"{folder} holds {what} at {path.relative_to(folder)}. Nothing was written: use a new output "
-                         "folder, or delete this one to encode again.")
+        if not overwrite:
+            raise ValueError(f"{folder} holds {what} at {path.relative_to(folder)}. Nothing was written: use a new "
+                             "output folder, or pass overwrite=True (--overwrite) to replace it.")
+        foreign.append(path)
+    return foreign
+
+
+def _foreign(path: Path, run: dict) -> str | None:
+    """What makes `path` (the top manifest, or an entry named chunk-*) something this run did not write."""
+    if path.name == MANIFEST:
+        if not path.exists():
+            return None
+        manifest = read_json(path)
+    elif path.name.endswith(".tmp") and path.is_dir():  # a chunk being written: only our own files inside
+        others = sorted(p.name for p in path.iterdir() if p.name not in (*CHUNK_FILES, MANIFEST))
+        return f"a temporary chunk folder with other files ({', '.join(others)})" if others else None
+    elif not path.is_dir():
+        return "a file named like a chunk folder"
+    elif not (path / MANIFEST).is_file():
+        return f"a chunk folder without an {SHARDS_FORMAT} manifest"
+    else:
+        manifest = read_json(path / MANIFEST)
+        path = path / MANIFEST
+    if not isinstance(manifest, dict) or manifest.get("format") != SHARDS_FORMAT:
+        return f"a file that is not an {SHARDS_FORMAT} manifest"
+    if manifest.get("run") != run:
+        return "shards of another run (" + "; ".join(identity_differences(run, manifest.get("run"))) + ")"
+    return None
+
+
+def remove(paths: list[Path]) -> None:
+    """Delete files and folders (the foreign entries `check_folder` returned under `overwrite`)."""
+    for path in paths:
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
 
 
 def write_manifest(folder: Path, run: dict, dimension: int, num_chunks: int) -> dict:
@@ -175,6 +211,7 @@ __all__ = [
     "json_bytes",
     "npy_bytes",
     "read_json",
+    "remove",
     "sparse_to_csr",
     "write_chunk",
     "write_manifest",
