@@ -30,7 +30,7 @@ def test_int8_embeddings_agree_with_float32(quality_model, xlmr_tokenizer, dtype
     cosines = (reference.dense * result.dense).sum(axis=1)
     between_texts = reference.dense @ reference.dense.T
     np.fill_diagonal(between_texts, -1)
-    assert cosines.min() >= 0.99 > between_texts.max(), "each int8 vector is closer to its float one than any text"
+    assert cosines.min() >= 0.995 and between_texts.max() < 0.99, "the issue's bound; closer than any other text"
     assert (np.argmax(result.dense @ reference.dense.T, axis=1) == np.arange(len(SENTENCES))).all()
     overlap = top_terms_overlap(reference.sparse, result.sparse)  # texts with terms; near-zero weights may flip
     assert len(overlap) >= len(SENTENCES) - 1 and np.mean(overlap) >= 0.9
