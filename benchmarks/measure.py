@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from mgte_hf import MgteConfig
+from mgte_hf.quantization import Int8Linear, quantize_activation
 
 
 GEMM_SHAPE = (4096, 768, 3072)  # (M, K, N): the feed-forward GEMM of the base model at 4 096 tokens
@@ -39,12 +40,23 @@ def gemm_probe(dtype: torch.dtype = torch.float32, products: int = 10,
                device: str | torch.device = "cpu") -> tuple[Callable[[], None], int]:
     """A call doing the (4096×768)·(768×3072) GEMM `products` times in `dtype`, and the FLOPs of one call.
 
-    Timed in turns with the competitors, it gives the machine's GEMM rate under the same load as they ran.
+    `torch.int8` runs the kernel of the int8 layers (`Int8Linear.int8_matmul`: int8 activations and weights, bf16
+    out; CPU only). Timed in turns with the competitors, it gives the machine's GEMM rate under the same load as they
+    ran.
     """
     m, k, n = GEMM_SHAPE
     g = torch.Generator(device=device).manual_seed(0)
-    a = torch.randn(m, k, generator=g, device=device).to(dtype)
-    b = torch.randn(k, n, generator=g, device=device).to(dtype)
+    a = torch.randn(m, k, generator=g, device=device)
+    if dtype == torch.int8:
+        layer = Int8Linear(torch.nn.Linear(k, n))
+        a_int8, a_scale = quantize_activation(a)
+
+        def run() -> None:
+            for _ in range(products):
+                layer.int8_matmul(a_int8, a_scale, torch.bfloat16)
+
+        return run, 2 * m * k * n * products
+    a, b = a.to(dtype), torch.randn(k, n, generator=g, device=device).to(dtype)
 
     def run() -> None:
         for _ in range(products):
@@ -135,7 +147,8 @@ def keep_freed_memory() -> None:
         raise RuntimeError("keep_freed_memory needs glibc's mallopt (Linux with glibc).")
 
 
-MATRIX_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile", "amx_bf16", "amx_int8")
+MATRIX_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_tile", "amx_bf16", "amx_int8")
+INT8_UNITS = ("amx_int8", "avx512_vnni", "avx_vnni")  # int8 matrix or dot-product units
 
 
 def matrix_unit_flags() -> dict[str, bool]:

@@ -23,8 +23,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from mgte_hf import MgteConfig, MgteForMaskedLM
+from mgte_hf import MgteConfig, MgteForMaskedLM, MgteModel
 from mgte_hf.modeling.modeling_mgte import dense_embedding
+from mgte_hf.quantization import quantize_model
 
 from .competitors import (
     FORWARD_COMPETITORS,
@@ -38,6 +39,7 @@ from .competitors import (
 )
 from .gte import gte_from_mgte, gte_mlm_from_mgte
 from .measure import (
+    INT8_UNITS,
     encoder_flops,
     gemm_probe,
     interleaved_times,
@@ -67,6 +69,9 @@ TARGETS = (
     ("dtypes", "bf16 share of the bf16 GEMM bound, uniform", ">=", 0.70),
     ("dtypes", "bf16 share of the bf16 GEMM bound, skewed", ">=", 0.70),
     ("dtypes", "element-wise + copies share of the bf16 forward", "<=", 0.15),
+    ("dtypes", "int8 / bf16 tokens/s, uniform (best of each)", ">=", 1.5),
+    ("dtypes", "int8 / bf16 tokens/s, skewed (best of each)", ">=", 1.5),
+    ("dtypes", "min cosine int8 vs fp32 embeddings", ">=", 0.995),
     ("train", "padded / ours MLM step time, 12 layers (proj.)", ">=", 4.0),
 )
 
@@ -117,27 +122,40 @@ def forward_section(workload: Workload, model, gte, args: argparse.Namespace) ->
     return section
 
 
-# The inference dtypes compared in `dtype_section`: name → (model dtype, GEMM probe dtype, compiled).
+# The inference variants compared in `dtype_section`: name → (model of `dtype_models`, GEMM probe dtype, compiled).
 DTYPE_VARIANTS = {
-    "ours-fp32": (torch.float32, torch.float32, False),
-    "ours-bf16": (torch.bfloat16, torch.bfloat16, False),
-    "ours-bf16-compiled": (torch.bfloat16, torch.bfloat16, True),
+    "ours-fp32": ("fp32", torch.float32, False),
+    "ours-bf16": ("bf16", torch.bfloat16, False),
+    "ours-bf16-compiled": ("bf16", torch.bfloat16, True),
+    "ours-int8": ("int8", torch.int8, False),
+    "ours-int8-compiled": ("int8", torch.int8, True),
 }
+BF16_VARIANTS, INT8_VARIANTS = ("ours-bf16", "ours-bf16-compiled"), ("ours-int8", "ours-int8-compiled")
 
 
-def dtype_section(model, args: argparse.Namespace) -> dict:
-    """Each inference dtype on the uniform and skewed workloads, each as a share of its own dtype's GEMM bound (the
-    probes timed in the same turns), its agreement with fp32, the CPU's matrix units, and where bf16's time goes."""
-    models = {dtype: copy.deepcopy(model).to(dtype) for dtype in {v[0] for v in DTYPE_VARIANTS.values()}}
-    section = {"cpu_flags": matrix_unit_flags(), "workloads": {}}
+def dtype_models(model: MgteModel) -> dict[str, MgteModel]:
+    """Copies of the fp32 `model`: "fp32", "bf16", and "int8" (int8 linear layers quantized from the fp32 weights,
+    bf16 around them, as `quantize="int8"` loads a model)."""
+    return {"fp32": copy.deepcopy(model), "bf16": copy.deepcopy(model).to(torch.bfloat16),
+            "int8": quantize_model(model).to(torch.bfloat16)}
+
+
+def dtype_section(model: MgteModel, args: argparse.Namespace) -> dict:
+    """Each inference variant on the uniform and skewed workloads, each as a share of its own dtype's GEMM bound (the
+    probes timed in the same turns), its agreement with fp32, the CPU's matrix units, and where the time of eager
+    bf16 and of compiled int8 goes (uniform)."""
+    models = dtype_models(model)
+    flags = matrix_unit_flags()
+    section = {"cpu_flags": flags, "int8_units": any(flags.get(unit) for unit in INT8_UNITS), "workloads": {}}
     for name in ("uniform", "skewed"):
         workload = make_workload(name, args.seed)
         seqs = token_ids(workload.lengths, model.config.vocab_size, args.seed)
-        fns = {who: (ours_compiled_forward if compiled else partial(make_forward, "ours"))(models[dtype], seqs)
-               for who, (dtype, _, compiled) in DTYPE_VARIANTS.items()}
+        fns = {who: (ours_compiled_forward if compiled else partial(make_forward, "ours"))(models[kind], seqs)
+               for who, (kind, _, compiled) in DTYPE_VARIANTS.items()}
         probes = {}
         for probe_dtype in {v[1] for v in DTYPE_VARIANTS.values()}:
             fns[f"gemm-{probe_dtype}"], probes[probe_dtype] = gemm_probe(probe_dtype, args.gemm_repeats)
+        load_before = load_average()
         outputs, times = time_competitors(fns, args.repeats)
         rates = {dtype: flops / statistics.median(times.pop(f"gemm-{dtype}")) for dtype, flops in probes.items()}
         flops = encoder_flops(workload.lengths, model.config)
@@ -148,11 +166,16 @@ def dtype_section(model, args: argparse.Namespace) -> dict:
             entries[who] = {"times_s": times[who], "tokens_per_s": workload.real_tokens / median,
                             "gemm_flops_per_s": rates[probe_dtype], "bound_share": flops / median / rates[probe_dtype],
                             "min_cosine_vs_fp32": cosine_agreement(dense_embedding(outputs[who]), reference)}
-        section["workloads"][name] = {"description": workload.description, "competitors": entries}
+        best = {kind: max(entries[who]["tokens_per_s"] for who in variants)
+                for kind, variants in (("bf16", BF16_VARIANTS), ("int8", INT8_VARIANTS))}
+        section["workloads"][name] = {"description": workload.description, "competitors": entries,
+                                      "int8_vs_bf16": best["int8"] / best["bf16"],
+                                      "load": [load_before, load_average()]}
+        if name == "uniform":
+            section["bf16_profile"] = category_shares(profile_call(fns["ours-bf16"]))
+            section["int8_compiled_profile"] = category_shares(profile_call(fns["ours-int8-compiled"]))
     uniform = section["workloads"]["uniform"]["competitors"]
     section["bf16_vs_fp32"] = uniform["ours-bf16"]["tokens_per_s"] / uniform["ours-fp32"]["tokens_per_s"]
-    seqs = token_ids(make_workload("uniform", args.seed).lengths, model.config.vocab_size, args.seed)
-    section["bf16_profile"] = category_shares(profile_call(make_forward("ours", models[torch.bfloat16], seqs)))
     return section
 
 
@@ -216,6 +239,9 @@ def target_values(report: dict) -> list[float | None]:
         entries = dtypes["workloads"][workload]["competitors"]
         return max(entries[who]["bound_share"] for who in ("ours-bf16", "ours-bf16-compiled"))
 
+    def int8_speed(workload: str) -> float | None:  # the target applies where the CPU has int8 units
+        return dtypes["workloads"][workload]["int8_vs_bf16"] if dtypes and dtypes["int8_units"] else None
+
     fp32 = report["dtype"] == "float32"
     return [
         comp("skewed", "ours", "vs_gte-padded"),
@@ -230,6 +256,10 @@ def target_values(report: dict) -> list[float | None]:
         best_bf16("skewed"),
         (dtypes["bf16_profile"].get("element-wise", 0.0) + dtypes["bf16_profile"].get("data movement", 0.0)
          if dtypes else None),
+        int8_speed("uniform"),
+        int8_speed("skewed"),
+        min(e["min_cosine_vs_fp32"] for w in dtypes["workloads"].values() for who, e in w["competitors"].items()
+            if who in INT8_VARIANTS) if dtypes else None,
         train["projected"]["speedup"] if train and "projected" in train else None,
     ]
 
@@ -269,14 +299,21 @@ def format_report(report: dict) -> str:
 
 def _dtype_lines(dtypes: dict) -> list[str]:
     flags = ", ".join(flag for flag, present in dtypes["cpu_flags"].items() if present) or "none listed"
-    header = f"{'workload':<10}{'dtype':<22}{'tokens/s':>10}{'GEMM GF/s':>11}{'bound %':>9}{'cos vs fp32':>13}"
+    header = f"{'workload':<10}{'variant':<22}{'tokens/s':>10}{'GEMM GF/s':>11}{'bound %':>9}{'cos vs fp32':>13}"
     lines = [f"inference dtypes, each against its own GEMM bound (CPU units: {flags})", header, "-" * len(header)]
     for name, section in dtypes["workloads"].items():
         for who, e in section["competitors"].items():
             lines.append(f"{name:<10}{who:<22}{e['tokens_per_s']:>10.1f}{e['gemm_flops_per_s'] / 1e9:>11.0f}"
                          f"{100 * e['bound_share']:>9.1f}{e['min_cosine_vs_fp32']:>13.6f}")
-    profile = ", ".join(f"{name} {100 * share:.1f} %" for name, share in dtypes["bf16_profile"].items())
-    lines.append(f"bf16 forward (uniform, eager) time by kind: {profile}")
+        load = " → ".join("/".join(f"{x:.1f}" for x in loads) for loads in section["load"])
+        lines.append(f"{'':<10}int8 / bf16 (best of each) {section['int8_vs_bf16']:.2f}x; load {load}")
+    if not dtypes["int8_units"]:
+        lines.append(f"(no int8 matrix or dot-product units ({', '.join(INT8_UNITS)}): the int8 speed target does "
+                     "not apply here)")
+    for what, key in (("bf16 forward (uniform, eager)", "bf16_profile"),
+                      ("int8 forward (uniform, compiled)", "int8_compiled_profile")):
+        profile = ", ".join(f"{name} {100 * share:.1f} %" for name, share in dtypes[key].items())
+        lines.append(f"{what} time by kind: {profile}")
     return lines
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from benchmarks import competitors, gpu_check, profile_forward, run
+from benchmarks import competitors, gpu_check, int8, measure, profile_forward, run
 from benchmarks.competitors import (
     FORWARD_COMPETITORS,
     fixed_batches,
@@ -41,7 +41,10 @@ from benchmarks.workloads import (
 )
 
 from mgte_hf import MgteConfig, MgteForMaskedLM, MgteModel
+from mgte_hf.demo import DemoConfig
 from mgte_hf.modeling.modeling_mgte import MgteLayer
+from mgte_hf.quantization import Int8Linear
+from mgte_hf.scoring import DEFAULT_SPARSE_WEIGHT
 from tiny import make_config, make_model, random_batch, valid_rows
 
 
@@ -250,9 +253,20 @@ def test_dtype_section_on_a_tiny_model(encoder, monkeypatch):
     assert entries["ours-fp32"]["min_cosine_vs_fp32"] == pytest.approx(1.0)
     assert entries["ours-bf16-compiled"]["min_cosine_vs_fp32"] > 0.99 and entries["ours-bf16"]["bound_share"] > 0
     assert entries["ours-bf16"]["gemm_flops_per_s"] == entries["ours-bf16-compiled"]["gemm_flops_per_s"]
+    assert entries["ours-int8"]["min_cosine_vs_fp32"] > 0.99 and entries["ours-int8-compiled"]["bound_share"] > 0
+    assert entries["ours-int8"]["gemm_flops_per_s"] != entries["ours-bf16"]["gemm_flops_per_s"], "its own probe"
+    best = {kind: max(entries[who]["tokens_per_s"] for who in (f"ours-{kind}", f"ours-{kind}-compiled"))
+            for kind in ("bf16", "int8")}
+    assert section["workloads"]["skewed"]["int8_vs_bf16"] == pytest.approx(best["int8"] / best["bf16"])
+    assert section["int8_units"] == any(section["cpu_flags"][unit] for unit in measure.INT8_UNITS)
     assert sum(section["bf16_profile"].values()) == pytest.approx(1.0)
-    lines = run._dtype_lines(section)
-    assert "ours-bf16-compiled" in "\n".join(lines) and "bf16 forward (uniform, eager) time by kind" in lines[-1]
+    assert sum(section["int8_compiled_profile"].values()) == pytest.approx(1.0)
+    assert section["int8_compiled_profile"].get("GEMM", 0) > 0, "the int8 matmul counts as GEMM work"
+    lines = "\n".join(run._dtype_lines(section))
+    assert "ours-int8-compiled" in lines and "bf16 forward (uniform, eager) time by kind" in lines
+    assert "int8 forward (uniform, compiled) time by kind" in lines and "int8 / bf16 (best of each)" in lines
+    section["int8_units"] = False
+    assert "the int8 speed target does not apply here" in "\n".join(run._dtype_lines(section))
 
 
 def test_targets_and_table_from_a_report():
@@ -325,3 +339,22 @@ def test_each_section_is_written_as_soon_as_it_is_measured(tmp_path):
     run.checkpoint({"workloads": {"skewed": {"sequences": 32}}}, path)
     assert json.loads(path.read_text()) == {"workloads": {"skewed": {"sequences": 32}}}
     run.checkpoint({"workloads": {}}, None)  # no --json: nothing written, no error
+
+
+def test_int8_gemm_probe_runs_the_int8_kernel(monkeypatch):
+    calls = []
+    monkeypatch.setattr(Int8Linear, "int8_matmul", lambda self, *args: calls.append(args[-1]))
+    probe, flops = measure.gemm_probe(torch.int8, products=2)
+    probe()
+    assert flops == 2 * 2 * 4096 * 768 * 3072 and calls == [torch.bfloat16] * 2
+
+
+def test_int8_demo_settings_from_a_demo_output_or_a_model_folder(tmp_path):
+    config = {"eval_sets": ["gnome-en"], "seed": 3, "bible_chapters": 7, "eval_max_length": 64}
+    (tmp_path / "results.json").write_text(json.dumps({"config": config, "sparse_weight": 0.3}))
+    folder, settings, weight = int8.demo_settings(tmp_path)
+    assert folder == tmp_path / "hub" / "mgte-demo-trm" and weight == 0.3
+    assert (settings.eval_sets, settings.seed, settings.bible_chapters, settings.eval_max_length) == (
+        ("gnome-en",), 3, 7, 64)
+    folder, settings, weight = int8.demo_settings(tmp_path / "trm")
+    assert folder == tmp_path / "trm" and settings == DemoConfig() and weight == DEFAULT_SPARSE_WEIGHT

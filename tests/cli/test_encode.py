@@ -78,6 +78,25 @@ def test_bad_files(embedder_dir, tmp_path, capsys):
     assert code == 2 and "model folder" in err and "does not exist" in err
 
 
+def test_quantize_int8_reaches_the_embedder(embedder_dir, tmp_path, capsys):
+    from mgte_hf.inference import MgteEmbedder
+
+    dense_path, sparse_path = tmp_path / "q.npy", tmp_path / "q.jsonl"
+    code, _, _ = run_cli(capsys, "--model", str(embedder_dir), "--text", "Hund", "--text", SENTENCES[0],
+                         "--output-dense", str(dense_path), "--output-sparse", str(sparse_path), "--quantize", "int8")
+    assert code == 0
+    expected = MgteEmbedder.from_pretrained(embedder_dir, quantize="int8").encode(["Hund", SENTENCES[0]])
+    assert np.load(dense_path).tobytes() == expected.dense.tobytes(), "the same int8 model, the same bytes"
+    rows = [json.loads(line) for line in sparse_path.read_text(encoding="utf-8").splitlines()]
+    assert [{int(t): w for t, w in row["sparse"].items()} for row in rows] == expected.sparse
+    code, out, err = run_cli(capsys, "--model", str(embedder_dir), "--text", "x", "--output-dense",
+                             str(tmp_path / "gpu.npy"), "--quantize", "int8", "--device", "cuda")
+    assert code == 2 and "runs on the CPU" in err and not out
+    with pytest.raises(SystemExit) as exit_info:
+        main(["encode", "--model", str(embedder_dir), "--text", "x", "--output-dense", "y.npy", "--quantize", "int4"])
+    assert exit_info.value.code == 2 and "invalid choice: 'int4'" in capsys.readouterr().err
+
+
 def test_help_lists_examples(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["encode", "--help"])

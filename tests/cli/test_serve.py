@@ -3,26 +3,20 @@ limits that cannot work are refused before it listens."""
 
 from __future__ import annotations
 
-import os
 import signal
-import socket
 import subprocess
-import sys
 import threading
 import time
+from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
+from benchmarks.serve_load import free_port, start_server
 
 from mgte_hf.cli import main
-from tiny import REPO, SENTENCES
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from mgte_hf.inference import MgteEmbedder, MgteReranker
+from tiny import SENTENCES
 
 
 def in_flight(url: str) -> float:
@@ -30,25 +24,15 @@ def in_flight(url: str) -> float:
     return next(float(line.split()[-1]) for line in text.splitlines() if line.startswith("te_requests_in_flight "))
 
 
-def test_sigterm_finishes_the_request_in_flight(embedder, embedder_dir, reranker_dir):
+def serve(model: Path, *args: str) -> tuple[subprocess.Popen, str]:
+    """`mgte-hf serve --model MODEL ARGS` as a process on a free loopback port, once /health answers; and its URL."""
     port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "mgte_hf", "serve", "--model", str(embedder_dir), "--reranker", str(reranker_dir),
-         "--port", str(port), "--max-wait-ms", "2000", "--model-id", "tiny"],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    return start_server(model, port, *args), f"http://127.0.0.1:{port}"
+
+
+def test_sigterm_finishes_the_request_in_flight(embedder, embedder_dir, reranker_dir):
+    process, url = serve(embedder_dir, "--reranker", str(reranker_dir), "--max-wait-ms", "2000", "--model-id", "tiny")
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert process.poll() is None, process.communicate()[1]
-            try:
-                if httpx.get(url + "/health").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.2)
         assert httpx.get(url + "/info").json()["model_id"] == "tiny"
         result = {}
         sender = threading.Thread(target=lambda: result.update(
@@ -66,7 +50,30 @@ def test_sigterm_finishes_the_request_in_flight(embedder, embedder_dir, reranker
     assert result["r"].status_code == 200
     np.testing.assert_allclose(result["r"].json(), embedder.encode(SENTENCES[:4]).dense, atol=1e-5)
     _, err = process.communicate()
-    assert f"on http://127.0.0.1:{port}" in err
+    assert f"on {url}" in err
+
+
+def test_quantize_int8_serves_the_int8_models(embedder_dir, reranker_dir):
+    process, url = serve(embedder_dir, "--reranker", str(reranker_dir), "--quantize", "int8")
+    try:
+        info = httpx.get(url + "/info").json()
+        vectors = httpx.post(url + "/embed", json={"inputs": SENTENCES[:3]}, timeout=60).json()
+        ranked = httpx.post(url + "/rerank", json={"query": SENTENCES[0], "texts": SENTENCES[1:4], "raw_scores": True},
+                            timeout=60).json()
+    finally:
+        process.terminate()
+        process.wait(60)
+    assert info["quantize"] == "int8" and info["model_dtype"] == "bfloat16"
+    embedder = MgteEmbedder.from_pretrained(embedder_dir, quantize="int8")
+    np.testing.assert_allclose(vectors, embedder.encode(SENTENCES[:3]).dense, atol=1e-5)
+    scores = MgteReranker.from_pretrained(reranker_dir, quantize="int8").compute_score(
+        [(SENTENCES[0], text) for text in SENTENCES[1:4]])
+    np.testing.assert_allclose([r["score"] for r in sorted(ranked, key=lambda r: r["index"])], scores, atol=1e-5)
+
+
+def test_quantize_int8_on_a_gpu_is_refused_before_listening(embedder_dir, capsys):
+    assert main(["serve", "--model", str(embedder_dir), "--quantize", "int8", "--device", "cuda"]) == 2
+    assert "runs on the CPU" in capsys.readouterr().err
 
 
 def test_limits_that_cannot_work_are_refused(embedder_dir, capsys):

@@ -157,7 +157,7 @@ def test_tokenize_info_health_metrics(server, embedder):
     info = httpx.get(server.url + "/info").json()
     assert info["model_id"] == "tiny-mgte" and info["model_type"] == {"embedding": {"pooling": "cls"}}
     assert info["max_input_length"] == embedder.max_length and info["max_client_batch_size"] == 32
-    assert info["model_dtype"] == "float32" and info["matryoshka_dimensions"] == [8, 16]
+    assert info["model_dtype"] == "float32" and info["matryoshka_dimensions"] == [8, 16] and info["quantize"] is None
     assert httpx.get(server.url + "/health").status_code == 200
     assert httpx.get(server.url + "/").status_code == 200
     before = metric(server.url, "te_request_success_total")
@@ -351,3 +351,15 @@ def test_a_bfloat16_embedder_serves_its_own_vectors(embedder_dir, xlmr_tokenizer
         vectors = post(running.url, "/embed", {"inputs": TEXTS[:2]}).json()
         assert httpx.get(running.url + "/info").json()["model_dtype"] == "bfloat16"
     np.testing.assert_allclose(vectors, half.encode(TEXTS[:2]).dense, atol=ATOL)
+
+
+def test_an_int8_embedder_serves_its_own_vectors(embedder_dir, xlmr_tokenizer, embedder):
+    """The texts of one request form one batch, as in `encode`: the same int8 activation scales, the same vectors."""
+    quantized = MgteEmbedder.from_pretrained(embedder_dir, xlmr_tokenizer, quantize="int8")
+    with serve(quantized) as running:
+        vectors = np.array(post(running.url, "/embed", {"inputs": TEXTS[:3]}).json())
+        info = httpx.get(running.url + "/info").json()
+    assert info["quantize"] == "int8" and info["model_dtype"] == "bfloat16"
+    expected = quantized.encode(TEXTS[:3]).dense
+    np.testing.assert_allclose(vectors, expected, atol=ATOL)
+    assert np.abs(vectors - embedder.encode(TEXTS[:3]).dense).max() > 100 * ATOL, "not the float32 vectors"

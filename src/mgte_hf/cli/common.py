@@ -12,7 +12,7 @@ from . import CliError
 
 
 def add_model_arguments(p: argparse.ArgumentParser, *, name: str = "--model", what: str = "embedding model") -> None:
-    """`--model` plus the batching, length, device and dtype options of the inference classes."""
+    """`--model` plus the batching, length, device, dtype and quantization options of the inference classes."""
     from mgte_hf.inference import DEFAULT_BATCH_TOKENS, DEFAULT_MAX_LENGTH
 
     p.add_argument(name, required=True, metavar="DIR",
@@ -24,8 +24,17 @@ def add_model_arguments(p: argparse.ArgumentParser, *, name: str = "--model", wh
     p.add_argument("--batch-tokens", type=int, default=DEFAULT_BATCH_TOKENS,
                    help=f"padded tokens per forward pass (default {DEFAULT_BATCH_TOKENS})")
     p.add_argument("--device", help="torch device, e.g. cpu or cuda:0 (default: cuda when available)")
-    p.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), help="compute dtype (default float32)")
+    p.add_argument("--dtype", choices=("float32", "bfloat16", "float16"),
+                   help="compute dtype (default float32; bfloat16 with --quantize int8)")
+    add_quantize_argument(p)
     add_compile_argument(p)
+
+
+def add_quantize_argument(p: argparse.ArgumentParser) -> None:
+    from mgte_hf.quantization import QUANTIZE_SCHEMES
+
+    p.add_argument("--quantize", choices=QUANTIZE_SCHEMES,
+                   help="int8: the encoder's linear layers as dynamic-quantized int8 GEMMs, on the CPU (default: none)")
 
 
 def add_compile_argument(p: argparse.ArgumentParser) -> None:
@@ -70,9 +79,9 @@ def load(cls: type, path: str, args: argparse.Namespace, **kwargs):
     bars = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()  # transformers' weight-loading bars: noise next to our own
     try:
-        return cls.from_pretrained(path, device=args.device, dtype=args.dtype, max_length=args.max_length,
-                                   batch_tokens=args.batch_tokens, truncation=args.truncation,
-                                   compile=getattr(args, "compile", False), **kwargs)
+        return cls.from_pretrained(path, device=args.device, dtype=args.dtype, quantize=args.quantize,
+                                   max_length=args.max_length, batch_tokens=args.batch_tokens,
+                                   truncation=args.truncation, compile=getattr(args, "compile", False), **kwargs)
     except OSError as err:
         raise CliError(f"cannot load {path}: {str(err).splitlines()[0]}") from err
     finally:

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from . import CliError
+from .common import add_quantize_argument
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -32,7 +33,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split", default="test", help="qrels split (default: test)")
     p.add_argument("--batch-tokens", type=int, help="padded-token budget per forward")
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
-    p.add_argument("--dtype", help="model dtype, e.g. float32, bfloat16 (default: float32)")
+    p.add_argument("--dtype", help="model dtype, e.g. float32, bfloat16 (default: float32; bfloat16 with --quantize)")
+    add_quantize_argument(p)
     p.add_argument("--cache", help="data cache for set names and the BM25 tokenizer (default: $MGTE_DATA)")
     p.add_argument("--unknown-docs", choices=("keep", "drop", "error"), default="keep",
                    help="judgements naming documents absent from the corpus: keep them as relevant and never "
@@ -61,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     evaluator = RetrievalEvaluator(
         dataset, systems=systems, dims=_ints(args.dims, "--dims"),
         max_lengths=_ints(args.max_lengths, "--max-lengths"),
-        hybrid_weights=_weights(args.hybrid_weights), reranker=args.reranker, rerank_top_k=args.rerank_top_k,
+        hybrid_weights=_weights(args.hybrid_weights), reranker=_reranker(args), rerank_top_k=args.rerank_top_k,
         metrics=[m.strip() for m in args.metrics.split(",") if m.strip()], top_k=args.top_k, tokenizer=tokenizer,
         max_queries=args.max_queries, seed=args.seed, batch_tokens=args.batch_tokens,
         show_progress_bar=not args.quiet)
@@ -112,7 +114,17 @@ def _embedder(args: argparse.Namespace):
     from mgte_hf.inference import MgteEmbedder
 
     kwargs = {"batch_tokens": args.batch_tokens} if args.batch_tokens else {}
-    return MgteEmbedder.from_pretrained(args.model, device=args.device, dtype=args.dtype, **kwargs)
+    return MgteEmbedder.from_pretrained(args.model, device=args.device, dtype=args.dtype, quantize=args.quantize,
+                                        **kwargs)
+
+
+def _reranker(args: argparse.Namespace):
+    """The reranker folder, or with `--quantize` the reranker loaded quantized."""
+    if args.reranker is None or args.quantize is None:
+        return args.reranker
+    from mgte_hf.inference import MgteReranker
+
+    return MgteReranker.from_pretrained(args.reranker, device=args.device, dtype=args.dtype, quantize=args.quantize)
 
 
 def _ints(text: str | None, flag: str) -> list[int] | None:

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from . import CliError
-from .common import add_compile_argument, load
+from .common import add_compile_argument, add_quantize_argument, load
 
 
 EXAMPLES = """examples:
@@ -52,9 +52,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help=f"bytes in one request body; more get 413 (default {d.payload_limit})")
     p.add_argument("--device", help="torch device, e.g. cpu or cuda:0 (default: cuda when available)")
     p.add_argument("--dtype", help="compute dtype, passed to the models' from_pretrained, e.g. float32 (default) "
-                                   "or bfloat16")
+                                   "or bfloat16 (the default with --quantize int8)")
+    add_quantize_argument(p)
     add_compile_argument(p)
     p.set_defaults(func=run)
+
+
+def warm_up(embedder, reranker) -> None:
+    """Build the compiled code (torch.compile's graphs for one and for several inputs, the int8 activation quantizer)
+    before the server listens, so that no request waits tens of seconds for it."""
+    for texts in (["warm-up"], ["warm-up", "a second input"]):
+        embedder.encode(texts)
+        if reranker is not None:
+            reranker.compute_score([(text, text) for text in texts])
 
 
 def run(args: argparse.Namespace) -> int:
@@ -69,6 +79,8 @@ def run(args: argparse.Namespace) -> int:
     args.truncation = "error"
     embedder = load(MgteEmbedder, args.model, args)
     reranker = load(MgteReranker, args.reranker, args) if args.reranker else None
+    if args.compile or args.quantize:
+        warm_up(embedder, reranker)
     config = ServerConfig(
         model_id=args.model_id or Path(args.model).resolve().name,
         reranker_id=Path(args.reranker).resolve().name if args.reranker else None,

@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from ..batching import token_budget_batches
+from ..quantization import ACTIVATION_DTYPES, check_int8_device, check_scheme, is_quantized, quantize_model
 from ..tokenizer import kept_tokenizer_state
 
 
@@ -165,6 +166,13 @@ def _check_tokenizer_source(tokenizer: Any) -> None:
                                 "or its folder).")
 
 
+def check_int8_dtype(dtype: torch.dtype) -> None:
+    """The float dtype around int8 layers: float32 or bfloat16 (oneDNN's int8 matmul has no float16 output here)."""
+    if dtype not in ACTIVATION_DTYPES:
+        raise ValueError(f"quantize='int8' runs the rest of the model in bfloat16 or float32, not {dtype}; pass "
+                         "dtype='bfloat16' (the default with int8) or dtype='float32'.")
+
+
 def _as_dtype(dtype: str | torch.dtype) -> torch.dtype:
     value = dtype if isinstance(dtype, torch.dtype) else getattr(torch, str(dtype), None)
     if not isinstance(value, torch.dtype) or not value.is_floating_point:
@@ -256,6 +264,9 @@ class InferenceModel:
         max_length: default token limit per input (special tokens included).
         batch_tokens: default padded-token budget per forward (`batching.token_budget_batches`).
         truncation: `"warn"` (truncate over-long inputs, one warning with the count) or `"error"` (refuse them).
+        quantize: `"int8"`: run a quantized copy of `model` (`mgte_hf.quantization.quantize_model`; `model` is left
+            as it is), CPU only, in the model's dtype (float32 or bfloat16) outside the int8 layers. A model that
+            already holds int8 layers is used as it is.
         compile: run the model through `torch.compile(fullgraph=True, dynamic=True)` (same numbers; faster
             inference where compiled kernels fuse the element-wise work, e.g. bf16 on CPU). The first batch compiles
             (tens of seconds); one graph then serves every batch of several inputs, another single inputs.
@@ -265,10 +276,14 @@ class InferenceModel:
 
     def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, *,
                  max_length: int = DEFAULT_MAX_LENGTH, batch_tokens: int = DEFAULT_BATCH_TOKENS,
-                 truncation: str = "warn", compile: bool = False):
+                 truncation: str = "warn", quantize: str | None = None, compile: bool = False):
         if not isinstance(model, self.model_class):
             raise TypeError(f"model must be an {self.model_class.__name__}, got {type(model).__name__}.")
+        if check_scheme(quantize) is not None:
+            check_int8_dtype(model.dtype)
+            model = quantize_model(model.eval(), quantize)
         self.model = model.eval()
+        self.quantize = "int8" if is_quantized(self.model) else None
         self.tokenizer = tokenizer
         self.max_length = max_length
         self.batch_tokens = check_positive_int(batch_tokens, "batch_tokens")
@@ -287,6 +302,7 @@ class InferenceModel:
         tokenizer: str | os.PathLike | PreTrainedTokenizerBase | None = None,
         device: str | torch.device | None = None,
         dtype: str | torch.dtype | None = None,
+        quantize: str | None = None,
         **kwargs,
     ) -> M:
         """Load from a folder holding model and tokenizer (ours or the released "new" layout), or wrap a model.
@@ -297,10 +313,23 @@ class InferenceModel:
             device: default: a model object's own device; for a folder CUDA when available, else CPU.
             dtype: default: float32 for a folder, the model's own for a model object. A model object is moved and
                 cast in place (`nn.Module.to`) and put in eval mode.
+            quantize: `"int8"`: the encoder's linear layers run as dynamic-quantized int8 GEMMs on the CPU
+                (`mgte_hf.quantization`), quantized from the weights as loaded (float32 for a folder); the rest runs in
+                `dtype`, default bfloat16 (float32 also works). The device must be the CPU (the default then). A model
+                object is left unquantized and uncast: the instance holds a quantized copy.
             **kwargs: the class's settings (`max_length`, `batch_tokens`, `truncation`, ...).
         """
-        model, tokenizer = load_model_and_tokenizer(cls.model_class, path_or_model, tokenizer, device, dtype)
-        return cls(model, tokenizer, **kwargs)
+        if check_scheme(quantize) is None:
+            model, tokenizer = load_model_and_tokenizer(cls.model_class, path_or_model, tokenizer, device, dtype)
+            return cls(model, tokenizer, **kwargs)
+        compute_dtype = torch.bfloat16 if dtype is None else _as_dtype(dtype)
+        check_int8_dtype(compute_dtype)
+        if device is None:
+            device = path_or_model.device if isinstance(path_or_model, PreTrainedModel) else "cpu"
+        check_int8_device(device)
+        model, tokenizer = load_model_and_tokenizer(cls.model_class, path_or_model, tokenizer, device, None)
+        model = quantize_model(model, quantize, inplace=not isinstance(path_or_model, PreTrainedModel))
+        return cls(model.to(compute_dtype), tokenizer, **kwargs)
 
     @property
     def device(self) -> torch.device:
@@ -426,6 +455,7 @@ __all__ = [
     "PackedBatch",
     "Tokenized",
     "check_choice",
+    "check_int8_dtype",
     "check_dimension",
     "check_pairs",
     "check_positive_int",

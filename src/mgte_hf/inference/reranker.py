@@ -49,7 +49,7 @@ class MgteReranker(InferenceModel):
     Args:
         model: the reranker (put in eval mode; it stays on its device).
         tokenizer: its tokenizer.
-        **kwargs: `max_length`, `batch_tokens`, `truncation` (see `InferenceModel`).
+        **kwargs: `max_length`, `batch_tokens`, `truncation`, `quantize` (see `InferenceModel`).
     """
 
     model_class = MgteForSequenceClassification

@@ -318,7 +318,7 @@ def _info(engine: Engine) -> Endpoint:
         # Beyond TEI's fields: what else this server offers.
         "dimensions": engine.full_dimension, "matryoshka_dimensions": model.config.matryoshka_dimensions,
         "sparse": True, "reranker_id": c.reranker_id if engine.reranker is not None else None,
-        "max_wait_ms": c.max_wait_ms,
+        "max_wait_ms": c.max_wait_ms, "quantize": engine.embedder.quantize,
     }
 
     async def endpoint(request: Request) -> Response:
