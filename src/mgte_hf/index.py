@@ -178,7 +178,8 @@ class HybridIndex:
             top_k: hits per query (at most the index size).
             mode: `"dense"`, `"sparse"` or `"hybrid"`.
             dense_weight, sparse_weight: hybrid weights (`scoring.hybrid_scores`).
-            reranker: re-score the first-stage candidates with this cross-encoder; hit scores are then its logits.
+            reranker: re-score the first-stage candidates with this cross-encoder; hit scores are then its logits
+                (interpolated with the first-stage scores when its `first_stage_weight` > 0).
             rerank_top_k: how many first-stage candidates the reranker sees (>= top_k); default `top_k`.
             query_embeddings: precomputed `EmbeddingResult` of the queries (skips the embedder).
             **encode_kwargs: passed to `embedder.encode_queries`.
@@ -236,7 +237,8 @@ class HybridIndex:
         scores = reranker.compute_score(pairs, convert_to="torch").tolist()
         out, start = [], 0
         for row in hits:
-            rescored = [self._hit(hit.index, s) for hit, s in zip(row, scores[start:start + len(row)], strict=True)]
+            row_scores = reranker.interpolate(scores[start:start + len(row)], [hit.score for hit in row]).tolist()
+            rescored = [self._hit(hit.index, s) for hit, s in zip(row, row_scores, strict=True)]
             start += len(row)
             out.append(sorted(rescored, key=lambda h: (-h.score, h.index))[:top_k])
         return out
