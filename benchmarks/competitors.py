@@ -33,6 +33,21 @@ def ours_forward(model: MgteModel, seqs: list[torch.Tensor]) -> Callable[[], tor
     return run
 
 
+def ours_compiled_forward(model: MgteModel, seqs: list[torch.Tensor],
+                          backend: str = "inductor") -> Callable[[], torch.Tensor]:
+    """`ours_forward` through `torch.compile(fullgraph=True, dynamic=True)` (the lengths a tensor: one graph for any
+    packed batch); the first call compiles."""
+    ids, lengths = packed_batch(seqs)
+    ids, lengths = ids.to(model.device), torch.as_tensor(lengths, device=model.device)
+    encode = torch.compile(model.encode_packed, fullgraph=True, dynamic=True, backend=backend)
+
+    def run() -> torch.Tensor:
+        with torch.inference_mode():
+            return encode(ids, seqlens=lengths).cls  # (B, H)
+
+    return run
+
+
 def fixed_batches(n: int, batch_size: int | None) -> list[list[int]]:
     """Indices in input order, `batch_size` at a time (all of them when `None`)."""
     size = n if batch_size is None else batch_size

@@ -1,11 +1,11 @@
 """GPU check of the packed encoder (CUDA, at most ~5 minutes): `python -m benchmarks.gpu_check`.
 
-1. Parity: the dense embeddings of our encoder under every attention backend that can run here (xformers
-   `BlockDiagonalMask`, flash-attn varlen, torch varlen, packed SDPA, and the automatic choice) against transformers'
-   `GteModel` with padded SDPA, same weights, in bf16 (target: cosine >= 0.999).
+1. Parity: the dense embeddings of our encoder under every packed attention kernel that can run here
+   (`mgte_xformers` with its `BlockDiagonalMask`, `flash_attention_2` varlen, `mgte_varlen`, and the packed `sdpa`
+   default) against transformers' `GteModel` with padded SDPA, same weights, in bf16 (target: cosine >= 0.999).
 2. The documents workload (lengths like the paper's MLDR-hi corpus, mean ≈ 4.5 k tokens): `GteModel` padded SDPA on
    fixed-size batches in corpus order — the paper's baseline, "not grouped by length" — against ours with the
-   automatic backend on token-budget batches (target: >= 5x, the paper's 298 s → 52 s). The length-sorted padded
+   first available GPU kernel (else packed sdpa) on token-budget batches (target: >= 5x, the paper's 298 s → 52 s). The length-sorted padded
    baseline is reported too.
 
 Prints a table and writes `--json`. Exits 2 without a CUDA device and 1 when a target is missed.
@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from mgte_hf.batching import restore_order, token_budget_batches
-from mgte_hf.modeling.attention_mgte import backend_available
+from mgte_hf.modeling.attention_mgte import available_implementations
 from mgte_hf.modeling.modeling_mgte import dense_embedding
 
 from .competitors import base_config, build_encoder, fixed_batches, gte_forward, sorted_batches
@@ -36,7 +36,7 @@ from .workloads import make_workload, packed_batch, token_ids
 
 logger = logging.getLogger("benchmarks.gpu_check")
 
-GPU_BACKENDS = ("xformers", "flash_attn", "varlen", "packed")
+GPU_KERNELS = ("mgte_xformers", "flash_attention_2", "mgte_varlen")
 PARITY_MIN_COSINE = 0.999
 DOCUMENTS_MIN_SPEEDUP = 5.0
 
@@ -57,17 +57,19 @@ def ours_batched_forward(model, seqs: list[torch.Tensor], batches: list[list[int
 
 
 def parity(model, gte, seqs: list[torch.Tensor]) -> dict[str, float]:
-    """Min cosine of the dense embeddings of each runnable backend against padded-SDPA `GteModel`."""
+    """Min cosine of the dense embeddings of each runnable packed kernel against padded-SDPA `GteModel`."""
     reference = dense_embedding(gte_forward(gte, seqs, fixed_batches(len(seqs), None))())
     one_batch = [list(range(len(seqs)))]
+    available = available_implementations(model.device, model.dtype)
+    initial = model.config._attn_implementation
     out = {}
-    for backend in ("auto", *GPU_BACKENDS):
-        if backend != "auto" and not backend_available(backend, model.device, model.dtype):
+    for implementation in ("sdpa", *GPU_KERNELS):
+        if implementation not in available:
             continue
-        model.config.attn_backend = backend
+        model.set_attn_implementation(implementation)
         ours = dense_embedding(ours_batched_forward(model, seqs, one_batch)())
-        out[backend] = float(F.cosine_similarity(ours.float(), reference.float(), dim=-1).min())
-    model.config.attn_backend = "auto"
+        out[implementation] = float(F.cosine_similarity(ours.float(), reference.float(), dim=-1).min())
+    model.set_attn_implementation(initial)
     return out
 
 
@@ -83,18 +85,20 @@ def documents_competitors(model, gte, seqs: list[torch.Tensor],
 
 
 def check(model, gte, seqs: list[torch.Tensor], args: argparse.Namespace) -> dict:
-    """Parity of every runnable backend, then the documents timings; returns the report."""
+    """Parity of every runnable packed kernel, then the documents timings; returns the report."""
     device, dtype = model.device, model.dtype
     lengths = [len(s) for s in seqs]
     report = {
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else device.type,
         "torch": torch.__version__, "dtype": str(dtype).removeprefix("torch."),
-        "layers": model.config.num_hidden_layers, "auto_backend": model.attention_backend(device, dtype),
-        "backends_available": [b for b in GPU_BACKENDS if backend_available(b, device, dtype)],
+        "layers": model.config.num_hidden_layers, "attn_implementation": model.config._attn_implementation,
+        "kernels_available": [k for k in available_implementations(device, dtype) if k in GPU_KERNELS],
         "gemm_flops_per_s": gemm_rate(dtype, args.gemm_repeats, device=device),
     }
     logger.info("parity on %d documents", args.parity_docs)
     report["parity_min_cosine"] = parity(model, gte, seqs[: args.parity_docs])
+    model.set_attn_implementation((report["kernels_available"] or ["sdpa"])[0])
+    report["attn_implementation"] = model.config._attn_implementation
     warm = documents_competitors(model, gte, seqs[: args.parity_docs], args)
     fns = documents_competitors(model, gte, seqs, args)
     flops = encoder_flops(lengths, model.config)
@@ -155,8 +159,8 @@ def main(argv: list[str] | None = None) -> int:
 def format_report(report: dict) -> str:
     """The human-readable summary of a report."""
     docs = report["documents"]
-    lines = [f"{report['device']}, torch {report['torch']}, {report['dtype']}, {report['layers']} layers; backends "
-             f"here: {', '.join(report['backends_available'])}; auto → {report['auto_backend']}",
+    lines = [f"{report['device']}, torch {report['torch']}, {report['dtype']}, {report['layers']} layers; GPU kernels "
+             f"here: {', '.join(report['kernels_available']) or 'none'}; timed with {report['attn_implementation']}",
              "parity (min cosine vs GteModel padded SDPA): "
              + ", ".join(f"{b} {c:.5f}" for b, c in report["parity_min_cosine"].items()),
              f"documents: {docs['count']} × mean {docs['mean_length']:.0f} tokens = {docs['real_tokens']} tokens"]

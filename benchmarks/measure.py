@@ -135,6 +135,19 @@ def keep_freed_memory() -> None:
         raise RuntimeError("keep_freed_memory needs glibc's mallopt (Linux with glibc).")
 
 
+MATRIX_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile", "amx_bf16", "amx_int8")
+
+
+def matrix_unit_flags() -> dict[str, bool]:
+    """Which of the CPU's vector and matrix units (`MATRIX_FLAGS`) /proc/cpuinfo lists (Linux)."""
+    path = Path("/proc/cpuinfo")
+    flags: set[str] = set()
+    if path.exists():
+        line = next((ln for ln in path.read_text().splitlines() if ln.startswith("flags")), "")
+        flags = set(line.split(":", 1)[-1].split())
+    return {flag: flag in flags for flag in MATRIX_FLAGS}
+
+
 def load_average() -> tuple[float, float, float]:
     """1, 5 and 15 minute load averages (other work on the machine skews every timing)."""
     one, five, fifteen = Path("/proc/loadavg").read_text().split()[:3]

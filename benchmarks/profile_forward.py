@@ -23,7 +23,8 @@ CATEGORIES = {  # operator name → category; anything else is "other"
     "aten::_scaled_dot_product_attention_math": "attention",
     "aten::mul": "element-wise", "aten::add": "element-wise", "aten::gelu": "element-wise",
     "aten::neg": "element-wise", "aten::addcmul": "element-wise", "aten::cos": "element-wise",
-    "aten::sin": "element-wise",
+    "aten::sin": "element-wise", "aten::mul_": "element-wise", "aten::add_": "element-wise",
+    "aten::sub_": "element-wise", "aten::sub": "element-wise", "aten::relu": "element-wise",
     "aten::native_layer_norm": "norm", "aten::copy_": "data movement", "aten::cat": "data movement",
     "aten::index_select": "data movement", "aten::embedding": "data movement", "aten::clone": "data movement",
 }

@@ -17,6 +17,7 @@ import logging
 import platform
 import statistics
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -32,11 +33,20 @@ from .competitors import (
     gte_train_step,
     make_forward,
     mlm_labels,
+    ours_compiled_forward,
     ours_train_step,
 )
 from .gte import gte_from_mgte, gte_mlm_from_mgte
-from .measure import encoder_flops, gemm_probe, interleaved_times, keep_freed_memory, load_average
+from .measure import (
+    encoder_flops,
+    gemm_probe,
+    interleaved_times,
+    keep_freed_memory,
+    load_average,
+    matrix_unit_flags,
+)
 from .memory import measure_in_subprocess
+from .profile_forward import category_shares, profile_call
 from .workloads import WORKLOADS, Workload, make_workload, token_ids
 
 
@@ -52,8 +62,11 @@ TARGETS = (
     ("uniform", "ours share of the fp32 GEMM bound", ">=", 0.88),
     ("long", "ours extra peak memory, GiB (fp32)", "<=", 0.6),
     ("long", "ours tokens/s / ours uniform tokens/s", ">=", 0.45),
-    ("bf16", "ours bf16 / fp32 tokens/s at 512", ">=", 1.8),
-    ("bf16", "min cosine bf16 vs fp32 embeddings", ">=", 0.999),
+    ("dtypes", "ours bf16 / fp32 tokens/s at 512", ">=", 1.8),
+    ("dtypes", "min cosine bf16 vs fp32 embeddings", ">=", 0.999),
+    ("dtypes", "bf16 share of the bf16 GEMM bound, uniform", ">=", 0.70),
+    ("dtypes", "bf16 share of the bf16 GEMM bound, skewed", ">=", 0.70),
+    ("dtypes", "element-wise + copies share of the bf16 forward", "<=", 0.15),
     ("train", "padded / ours MLM step time, 12 layers (proj.)", ">=", 4.0),
 )
 
@@ -104,30 +117,49 @@ def forward_section(workload: Workload, model, gte, args: argparse.Namespace) ->
     return section
 
 
-def bf16_section(model, args: argparse.Namespace) -> dict:
-    """Ours in bf16 against ours in fp32 at 32 × 512: speed-up and agreement of the dense embeddings."""
-    workload = make_workload("uniform")
-    seqs = token_ids(workload.lengths, model.config.vocab_size, args.seed)
-    fp32, bf16 = model, copy.deepcopy(model).to(torch.bfloat16)
-    fns = {"ours-fp32": make_forward("ours", fp32, seqs), "ours-bf16": make_forward("ours", bf16, seqs)}
-    fns["gemm"], gemm_flops = gemm_probe(torch.bfloat16, args.gemm_repeats)
-    outputs, times = time_competitors(fns, args.repeats)
-    rate = gemm_flops / statistics.median(times.pop("gemm"))
-    flops = encoder_flops(workload.lengths, model.config)
-    medians = {name: statistics.median(t) for name, t in times.items()}
-    return {
-        "description": workload.description, "times_s": times,
-        "tokens_per_s": {name: workload.real_tokens / m for name, m in medians.items()},
-        "speedup": medians["ours-fp32"] / medians["ours-bf16"],
-        "bf16_gemm_flops_per_s": rate, "bf16_bound_share": flops / medians["ours-bf16"] / rate,
-        "min_cosine": cosine_agreement(dense_embedding(outputs["ours-bf16"]), dense_embedding(outputs["ours-fp32"])),
-    }
+# The inference dtypes compared in `dtype_section`: name → (model dtype, GEMM probe dtype, compiled).
+DTYPE_VARIANTS = {
+    "ours-fp32": (torch.float32, torch.float32, False),
+    "ours-bf16": (torch.bfloat16, torch.bfloat16, False),
+    "ours-bf16-compiled": (torch.bfloat16, torch.bfloat16, True),
+}
+
+
+def dtype_section(model, args: argparse.Namespace) -> dict:
+    """Each inference dtype on the uniform and skewed workloads, each as a share of its own dtype's GEMM bound (the
+    probes timed in the same turns), its agreement with fp32, the CPU's matrix units, and where bf16's time goes."""
+    models = {dtype: copy.deepcopy(model).to(dtype) for dtype in {v[0] for v in DTYPE_VARIANTS.values()}}
+    section = {"cpu_flags": matrix_unit_flags(), "workloads": {}}
+    for name in ("uniform", "skewed"):
+        workload = make_workload(name, args.seed)
+        seqs = token_ids(workload.lengths, model.config.vocab_size, args.seed)
+        fns = {who: (ours_compiled_forward if compiled else partial(make_forward, "ours"))(models[dtype], seqs)
+               for who, (dtype, _, compiled) in DTYPE_VARIANTS.items()}
+        probes = {}
+        for probe_dtype in {v[1] for v in DTYPE_VARIANTS.values()}:
+            fns[f"gemm-{probe_dtype}"], probes[probe_dtype] = gemm_probe(probe_dtype, args.gemm_repeats)
+        outputs, times = time_competitors(fns, args.repeats)
+        rates = {dtype: flops / statistics.median(times.pop(f"gemm-{dtype}")) for dtype, flops in probes.items()}
+        flops = encoder_flops(workload.lengths, model.config)
+        reference = dense_embedding(outputs["ours-fp32"])
+        entries = {}
+        for who, (_, probe_dtype, _) in DTYPE_VARIANTS.items():
+            median = statistics.median(times[who])
+            entries[who] = {"times_s": times[who], "tokens_per_s": workload.real_tokens / median,
+                            "gemm_flops_per_s": rates[probe_dtype], "bound_share": flops / median / rates[probe_dtype],
+                            "min_cosine_vs_fp32": cosine_agreement(dense_embedding(outputs[who]), reference)}
+        section["workloads"][name] = {"description": workload.description, "competitors": entries}
+    uniform = section["workloads"]["uniform"]["competitors"]
+    section["bf16_vs_fp32"] = uniform["ours-bf16"]["tokens_per_s"] / uniform["ours-fp32"]["tokens_per_s"]
+    seqs = token_ids(make_workload("uniform", args.seed).lengths, model.config.vocab_size, args.seed)
+    section["bf16_profile"] = category_shares(profile_call(make_forward("ours", models[torch.bfloat16], seqs)))
+    return section
 
 
 def train_step_times(layers: int, args: argparse.Namespace) -> dict:
     """Median time of one MLM training step (forward + backward, 30 % of tokens labelled) on the skewed batch."""
     torch.manual_seed(args.seed)
-    ours = MgteForMaskedLM(base_config(layers)).to(DTYPES[args.dtype]).train()
+    ours = MgteForMaskedLM(base_config(layers, sparse_prediction=True)).to(DTYPES[args.dtype]).train()
     theirs = gte_mlm_from_mgte(ours)
     seqs = token_ids(make_workload("skewed", args.seed).lengths, ours.config.vocab_size, args.seed)
     labels = mlm_labels(seqs, seed=args.seed)
@@ -176,7 +208,14 @@ def target_values(report: dict) -> list[float | None]:
 
     long_mem = comp("long", "ours", "extra_peak_mib")
     long_tps, uniform_tps = comp("long", "ours", "tokens_per_s"), comp("uniform", "ours", "tokens_per_s")
-    bf16, train = report.get("bf16"), report.get("train")
+    dtypes, train = report.get("dtypes"), report.get("train")
+
+    def best_bf16(workload: str) -> float | None:
+        if not dtypes:
+            return None
+        entries = dtypes["workloads"][workload]["competitors"]
+        return max(entries[who]["bound_share"] for who in ("ours-bf16", "ours-bf16-compiled"))
+
     fp32 = report["dtype"] == "float32"
     return [
         comp("skewed", "ours", "vs_gte-padded"),
@@ -185,8 +224,12 @@ def target_values(report: dict) -> list[float | None]:
         comp("uniform", "ours", "bound_share") if fp32 else None,
         long_mem / 1024 if long_mem is not None and fp32 else None,
         long_tps / uniform_tps if long_tps and uniform_tps else None,
-        bf16["speedup"] if bf16 else None,
-        bf16["min_cosine"] if bf16 else None,
+        dtypes["bf16_vs_fp32"] if dtypes else None,
+        dtypes["workloads"]["uniform"]["competitors"]["ours-bf16"]["min_cosine_vs_fp32"] if dtypes else None,
+        best_bf16("uniform"),
+        best_bf16("skewed"),
+        (dtypes["bf16_profile"].get("element-wise", 0.0) + dtypes["bf16_profile"].get("data movement", 0.0)
+         if dtypes else None),
         train["projected"]["speedup"] if train and "projected" in train else None,
     ]
 
@@ -211,13 +254,8 @@ def format_report(report: dict) -> str:
                      f"{section['gemm_flops_per_s'] / 1e9:.0f} GFLOP/s → bound {section['bound_tokens_per_s']:.1f} "
                      f"tokens/s; ours vs gte-padded CLS: min cosine {section['min_cosine_vs_gte_padded']:.6f}, max "
                      f"|diff| {section['max_abs_diff_vs_gte_padded']:.2e}")
-    if report.get("bf16"):
-        b = report["bf16"]
-        tps = b["tokens_per_s"]
-        lines += ["", f"bf16 at {b['description']}: fp32 {tps['ours-fp32']:.1f} tokens/s, bf16 {tps['ours-bf16']:.1f} "
-                      f"({b['speedup']:.2f}x, {100 * b['bf16_bound_share']:.1f} % of the bf16 GEMM bound at "
-                      f"{b['bf16_gemm_flops_per_s'] / 1e9:.0f} GFLOP/s); min cosine of dense embeddings vs fp32 "
-                      f"{b['min_cosine']:.6f}"]
+    if report.get("dtypes"):
+        lines += ["", *_dtype_lines(report["dtypes"])]
     if report.get("train"):
         lines += ["", *_train_lines(report["train"])]
     lines += ["", "targets (CPU):"]
@@ -227,6 +265,19 @@ def format_report(report: dict) -> str:
         lines.append(f"  {target['section']:<8}{target['quantity']:<48}{value:>8} {target['comparison']} "
                      f"{target['threshold']:<6} {verdict}")
     return "\n".join(lines)
+
+
+def _dtype_lines(dtypes: dict) -> list[str]:
+    flags = ", ".join(flag for flag, present in dtypes["cpu_flags"].items() if present) or "none listed"
+    header = f"{'workload':<10}{'dtype':<22}{'tokens/s':>10}{'GEMM GF/s':>11}{'bound %':>9}{'cos vs fp32':>13}"
+    lines = [f"inference dtypes, each against its own GEMM bound (CPU units: {flags})", header, "-" * len(header)]
+    for name, section in dtypes["workloads"].items():
+        for who, e in section["competitors"].items():
+            lines.append(f"{name:<10}{who:<22}{e['tokens_per_s']:>10.1f}{e['gemm_flops_per_s'] / 1e9:>11.0f}"
+                         f"{100 * e['bound_share']:>9.1f}{e['min_cosine_vs_fp32']:>13.6f}")
+    profile = ", ".join(f"{name} {100 * share:.1f} %" for name, share in dtypes["bf16_profile"].items())
+    lines.append(f"bf16 forward (uniform, eager) time by kind: {profile}")
+    return lines
 
 
 def _train_lines(train: dict) -> list[str]:
@@ -267,7 +318,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-memory", dest="memory", action="store_false", help="skip peak-memory measurements")
     parser.add_argument("--keep-freed-memory", action="store_true",
                         help="tune glibc to reuse freed memory (see measure.keep_freed_memory); default: as installed")
-    parser.add_argument("--no-bf16", dest="bf16", action="store_false", help="skip the bf16 comparison")
+    parser.add_argument("--no-dtypes", dest="dtypes", action="store_false",
+                        help="skip the inference-dtype comparison (fp32, bf16, bf16 compiled)")
     parser.add_argument("--no-train", dest="train", action="store_false", help="skip the MLM training step")
     parser.add_argument("--gemm-repeats", type=int, default=10,
                         help="reference GEMMs per turn of the bound measurement (timed in turns with the competitors)")
@@ -307,9 +359,9 @@ def run(args: argparse.Namespace) -> dict:
         report["workloads"][name] = forward_section(make_workload(name, args.seed), model, gte, args)
         checkpoint(report, args.json)
     del gte
-    if args.bf16 and args.dtype == "float32":
-        logger.info("bf16 comparison")
-        report["bf16"] = bf16_section(model, args)
+    if args.dtypes and args.dtype == "float32":
+        logger.info("inference dtypes")
+        report["dtypes"] = dtype_section(model, args)
         checkpoint(report, args.json)
     del model
     if args.train:

@@ -61,8 +61,8 @@ def main() -> dict[str, float]:
     tokenizer = load_tokenizer(model_args, checkpoint)
     evaluator = None
     if data_args.eval_source:
-        queries, corpus, qrels = retrieval_task(rows, data_args.eval_source, data_args.eval_queries)
-        evaluator = embedding_evaluator(tokenizer, queries, corpus, qrels, training_args.passage_max_length)
+        dataset = retrieval_task(rows, data_args.eval_source, data_args.eval_queries)
+        evaluator = embedding_evaluator(tokenizer, dataset, training_args.passage_max_length)
         rows = [row for row in rows if row.get("source") != data_args.eval_source]
     model = load_model(MgteForEmbedding, model_args, tokenizer, training_args.seed)
     trainer = MgteContrastiveTrainer(model=model, args=training_args, train_dataset=Dataset.from_list(rows),

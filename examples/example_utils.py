@@ -8,7 +8,7 @@ import json
 import logging
 import math
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,11 +27,9 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from mgte_hf import MgteConfig, MgtePreTrainedModel
 from mgte_hf.adapters import apply_lora, merge_and_unload
-from mgte_hf.evaluation.metrics import evaluate_run
-from mgte_hf.inference.embedder import MgteEmbedder
-from mgte_hf.inference.reranker import MgteReranker
+from mgte_hf.data import BeirDataset
+from mgte_hf.evaluation import RetrievalEvaluator, parse_metric
 from mgte_hf.tokenizer import build_tiny_tokenizer
-from mgte_hf.training.trainers import base_model
 
 
 logger = logging.getLogger(__name__)
@@ -168,54 +166,38 @@ def resume_checkpoint(args: TrainingArguments) -> str | None:
     return last
 
 
-def retrieval_task(pairs: Sequence[Mapping[str, str]], source: str, limit: int
-                   ) -> tuple[dict[str, str], dict[str, str], dict[str, dict[str, int]]]:
-    """Queries of one source, a corpus of every positive, qrels: query i ↔ its positive."""
+def retrieval_task(pairs: Sequence[Mapping[str, str]], source: str, limit: int) -> BeirDataset:
+    """A BEIR set: the queries of one source over a corpus of every positive; query i ↔ its positive."""
     corpus = {f"d{i}": text for i, text in enumerate(dict.fromkeys(row["positive"] for row in pairs))}
     ids = {text: doc for doc, text in corpus.items()}
     chosen = [row for row in pairs if row.get("source") == source][:limit]
     if not chosen:
         raise ValueError(f"no example of source {source!r} to evaluate on.")
-    queries = {f"q{i}": row["query"] for i, row in enumerate(chosen)}
-    qrels = {f"q{i}": {ids[row["positive"]]: 1} for i, row in enumerate(chosen)}
-    return queries, corpus, qrels
+    return BeirDataset(corpus={doc: {"title": "", "text": text} for doc, text in corpus.items()},
+                       queries={f"q{i}": row["query"] for i, row in enumerate(chosen)},
+                       qrels={f"q{i}": {ids[row["positive"]]: 1} for i, row in enumerate(chosen)}, name=source)
 
 
-def embedding_evaluator(tokenizer: PreTrainedTokenizerBase, queries: Mapping[str, str], corpus: Mapping[str, str],
-                        qrels: Mapping[str, Mapping[str, int]], max_length: int,
-                        hybrid: bool = False) -> Callable[[torch.nn.Module], dict[str, float]]:
-    """nDCG@10 and MRR@10 of dense (and hybrid dense + sparse) retrieval with `MgteEmbedder`."""
-
-    def evaluate(model: torch.nn.Module) -> dict[str, float]:
-        embedder = MgteEmbedder(base_model(model), tokenizer, max_length=max_length)
-        q = embedder.encode_queries(list(queries.values()), sparse=hybrid, convert_to="torch")
-        d = embedder.encode_corpus(list(corpus.values()), sparse=hybrid, convert_to="torch")
-        kinds = {"dense": embedder.dense_scores(q, d, convert_to="torch")}
-        if hybrid:
-            kinds["hybrid"] = embedder.hybrid_scores(q, d, convert_to="torch")
-        metrics = {}
-        for kind, scores in kinds.items():
-            run = {qid: dict(zip(corpus, row.tolist())) for qid, row in zip(queries, scores)}
-            metrics.update({f"{kind}_{m}": v for m, v in evaluate_run(run, qrels, EVAL_METRICS).items()})
-        return metrics
-
-    return evaluate
+def embedding_evaluator(tokenizer: PreTrainedTokenizerBase, dataset: BeirDataset, max_length: int,
+                        hybrid: bool = False) -> RetrievalEvaluator:
+    """nDCG@10 and MRR@10 of dense (and hybrid dense + sparse) retrieval over the whole corpus."""
+    return RetrievalEvaluator(dataset, systems=("dense", "hybrid") if hybrid else ("dense",), max_lengths=(max_length,),
+                              metrics=EVAL_METRICS, top_k=_whole(dataset), tokenizer=tokenizer,
+                              show_progress_bar=False)
 
 
-def reranker_evaluator(tokenizer: PreTrainedTokenizerBase, queries: Mapping[str, str], corpus: Mapping[str, str],
-                       qrels: Mapping[str, Mapping[str, int]], max_length: int
-                       ) -> Callable[[torch.nn.Module], dict[str, float]]:
-    """nDCG@10 and MRR@10 of reranking the whole corpus for each query with `MgteReranker`."""
+def reranker_evaluator(tokenizer: PreTrainedTokenizerBase, dataset: BeirDataset,
+                       max_length: int) -> RetrievalEvaluator:
+    """nDCG@10 and MRR@10 of reranking the whole corpus for each query (the BM25 order below the reranked head)."""
+    depth = _whole(dataset)
+    return RetrievalEvaluator(dataset, systems=("rerank",), rerank_first_stage="bm25", max_lengths=(max_length,),
+                              metrics=EVAL_METRICS, top_k=depth, rerank_top_k=depth, tokenizer=tokenizer,
+                              show_progress_bar=False)
 
-    def evaluate(model: torch.nn.Module) -> dict[str, float]:
-        reranker = MgteReranker(base_model(model), tokenizer, max_length=max_length)
-        docs = list(corpus)
-        scores = reranker.compute_score([(query, corpus[d]) for query in queries.values() for d in docs],
-                                        convert_to="torch").reshape(len(queries), len(docs))  # (Nq, Nd)
-        run = {qid: dict(zip(docs, row.tolist())) for qid, row in zip(queries, scores)}
-        return {f"rerank_{m}": v for m, v in evaluate_run(run, qrels, EVAL_METRICS).items()}
 
-    return evaluate
+def _whole(dataset: BeirDataset) -> int:
+    """A depth that ranks every document (and reaches the deepest metric cut-off)."""
+    return max(len(dataset.corpus), *(parse_metric(m)[1] for m in EVAL_METRICS))
 
 
 def setup_logging(level: int = logging.INFO) -> None:

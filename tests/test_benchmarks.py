@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from benchmarks import gpu_check, profile_forward, run
+from benchmarks import competitors, gpu_check, profile_forward, run
 from benchmarks.competitors import (
     FORWARD_COMPETITORS,
     fixed_batches,
@@ -234,6 +234,27 @@ def test_forward_section_on_a_tiny_model(encoder):
     assert 0 < ours["bound_share"] == pytest.approx(section["flops"] / ours["median_s"] / section["gemm_flops_per_s"])
 
 
+def test_dtype_section_on_a_tiny_model(encoder, monkeypatch):
+    """Each dtype against its own GEMM probe, the compiled variant through the compiled packed forward, fp32
+    agreement, the CPU's units and the bf16 profile (small workloads; the compiled one on dynamo's eager backend)."""
+    monkeypatch.setattr(run, "make_workload", lambda name, seed=0: Workload(name, (9, 3, 16, 5), "tiny"))
+    monkeypatch.setattr(run, "ours_compiled_forward", lambda model, seqs: competitors.ours_compiled_forward(
+        model, seqs, backend="eager"))
+    args = run.parse_args(["--repeats", "1", "--gemm-repeats", "1"])
+    section = run.dtype_section(encoder, args)
+    assert set(section["workloads"]) == {"uniform", "skewed"}
+    assert set(section["cpu_flags"]) >= {"avx2", "amx_bf16"} and all(isinstance(v, bool)
+                                                                      for v in section["cpu_flags"].values())
+    entries = section["workloads"]["skewed"]["competitors"]
+    assert set(entries) == set(run.DTYPE_VARIANTS)
+    assert entries["ours-fp32"]["min_cosine_vs_fp32"] == pytest.approx(1.0)
+    assert entries["ours-bf16-compiled"]["min_cosine_vs_fp32"] > 0.99 and entries["ours-bf16"]["bound_share"] > 0
+    assert entries["ours-bf16"]["gemm_flops_per_s"] == entries["ours-bf16-compiled"]["gemm_flops_per_s"]
+    assert sum(section["bf16_profile"].values()) == pytest.approx(1.0)
+    lines = run._dtype_lines(section)
+    assert "ours-bf16-compiled" in "\n".join(lines) and "bf16 forward (uniform, eager) time by kind" in lines[-1]
+
+
 def test_targets_and_table_from_a_report():
     entry = {"median_s": 1.0, "tokens_per_s": 100.0, "bound_share": 0.9}
     report = {
@@ -267,8 +288,8 @@ def test_gpu_check_logic_runs_on_cpu(encoder):
                                  "--repeats", "1", "--gemm-repeats", "1"])
     seqs = token_ids(LENGTHS, encoder.config.vocab_size)
     report = gpu_check.check(encoder, gte_from_mgte(encoder).eval(), seqs, args)
-    assert report["backends_available"] == ["packed"] and set(report["parity_min_cosine"]) == {"auto", "packed"}
-    assert report["targets_met"]["parity"] and encoder.config.attn_backend == "auto"
+    assert report["kernels_available"] == [] and set(report["parity_min_cosine"]) == {"sdpa"}
+    assert report["targets_met"]["parity"] and encoder.config._attn_implementation == "sdpa"
     docs = report["documents"]
     assert docs["real_tokens"] == sum(LENGTHS) and docs["ours"]["vs_gte-padded"] > 0
     assert "ours vs padded (corpus order)" in gpu_check.format_report(report)

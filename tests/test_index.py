@@ -1,4 +1,5 @@
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -103,14 +104,20 @@ def test_save_and_load_round_trip(index, tmp_path):
     assert len(HybridIndex.load(empty)) == 0
     with pytest.raises(ValueError, match="Nothing to save"):
         HybridIndex().save(tmp_path / "nothing")
-    with pytest.raises(FileNotFoundError, match="index.json is missing"):
+    with pytest.raises(FileNotFoundError, match="No index folder .*nowhere"):
         HybridIndex.load(tmp_path / "nowhere")
+    with pytest.raises(FileNotFoundError, match="index.json is missing"):
+        HybridIndex.load(tmp_path)
+    assert meta["files"]["documents.jsonl"]["bytes"] == (folder / "documents.jsonl").stat().st_size
     (folder / "documents.jsonl").write_text('{"id": "0", "text": "only one"}\n')
-    with pytest.raises(ValueError, match="inconsistent"):
+    with pytest.raises(ValueError, match=r"is damaged: .*documents.jsonl has \d+ bytes, not the"):
         HybridIndex.load(folder)
     (folder / "index.json").write_text(json.dumps({**meta, "format": "other"}))
-    with pytest.raises(ValueError, match="not a version-1 mgte-hf-hybrid-index"):
+    with pytest.raises(ValueError, match="index.json is not an mgte-hf-hybrid-index file"):
         HybridIndex.load(folder)
+    with pytest.raises(FileExistsError, match="is not empty; choose another one, or pass --overwrite"):
+        index.save(folder)
+    assert HybridIndex.load(index.save(folder, overwrite=True)).ids == index.ids
 
 
 def test_bad_search_input(index):
@@ -142,7 +149,7 @@ def models(tmp_path_factory, tiny_tokenizer):
     return embedder, reranker
 
 
-def test_with_embedder_and_reranker(models, tmp_path):
+def test_with_embedder_and_reranker(models, tmp_path, caplog):
     embedder, reranker = models
     index = HybridIndex(embedder)
     index.add(SENTENCES, ids=[f"s{i}" for i in range(len(SENTENCES))])
@@ -163,10 +170,13 @@ def test_with_embedder_and_reranker(models, tmp_path):
         index.search("q", top_k=2, reranker=reranker, rerank_top_k=1)
     loaded = HybridIndex.load(index.save(tmp_path / "idx"), embedder)
     assert loaded.search(queries, top_k=3) == hits
-    other = MgteEmbedder.from_pretrained(save_embedder(tmp_path / "wide", embedder.tokenizer, hidden_size=64),
-                                         device="cpu")
-    with pytest.raises(ValueError, match="built with a model of hidden_size=32"):
+    other = MgteEmbedder.from_pretrained(save_embedder(tmp_path / "other", embedder.tokenizer, seed=1, **SPREAD),
+                                         device="cpu", dimension=16)  # the same shape, other weights
+    with pytest.raises(ValueError, match="built with another model: weights_sha256"):
         HybridIndex.load(tmp_path / "idx", other)
+    with caplog.at_level(logging.WARNING, logger="mgte_hf.hashing"):
+        assert len(HybridIndex.load(tmp_path / "idx", other, allow_other_model=True)) == len(SENTENCES)
+    assert "Used anyway (allow_other_model=True)" in caplog.text
 
 
 def test_rerank_interpolated_with_the_first_stage(models):

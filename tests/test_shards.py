@@ -34,8 +34,8 @@ from mgte_hf.shards import (
     open_corpus,
     scan_corpus,
     sparse_to_csr,
-    top_k_columns,
 )
+from mgte_hf.shards.corpus import id_hash
 from tiny import SENTENCES
 
 
@@ -157,7 +157,7 @@ def test_resume_repairs_partial_damaged_and_missing_chunks(reference, embedder, 
     damaged.write_bytes(damaged.read_bytes()[:-1] + b"\x00")  # a finished chunk whose file no longer matches
     (folder / "chunk-000005.tmp").mkdir()  # a stale temporary folder beside a finished chunk
     (folder / MANIFEST).unlink()  # killed before the final manifest
-    (folder / f"{MANIFEST}.tmp").write_text("{")
+    (folder / f"{MANIFEST}.partial").write_text("{")  # its replacement, half written
     run = encode_to_shards(embedder, JsonlCorpus(corpus_file), folder, chunk_size=CHUNK)
     assert run.encoded == [2, 3] and len(run.skipped) == 9
     assert folder_bytes(folder) == folder_bytes(reference)
@@ -226,10 +226,8 @@ def test_duplicates_are_found_exactly_and_split_across_ranks():
     assert {s.sha256 for s in shares} == {whole.sha256}
     assert scan_corpus(records[:50]).sha256 != whole.sha256
     # equal hashes of different ids (a 64-bit collision) are not reported: the ids themselves are compared
-    from mgte_hf.shards import _id_hash
-
-    assert exact_duplicates(records, {_id_hash("id1"), _id_hash("id2")}) == {}
-    assert exact_duplicates(records, {_id_hash("id40")}) == {"id40": [40, 51]}
+    assert exact_duplicates(records, {id_hash("id1"), id_hash("id2")}) == {}
+    assert exact_duplicates(records, {id_hash("id40")}) == {"id40": [40, 51]}
 
 
 def test_a_folder_of_another_run_is_refused_untouched(reference, embedder, corpus_file, tiny_tokenizer, tmp_path):
@@ -255,33 +253,7 @@ def test_a_folder_of_another_run_is_refused_untouched(reference, embedder, corpu
     assert folder_bytes(folder) == before
 
 
-def test_corpus_readers_refuse_bad_sources(tmp_path):
-    dataset = datasets.Dataset.from_dict({"_id": ["a"], "body": ["x"]})
-    with pytest.raises(ValueError, match="no column 'id'"):
-        DatasetCorpus(dataset)
-    with pytest.raises(ValueError, match=r"splits \[.train.\]; choose one"):
-        DatasetCorpus(datasets.DatasetDict({"train": dataset}))
-    with pytest.raises(ValueError, match="no split 'test'"):
-        open_corpus(datasets.DatasetDict({"train": dataset}), split="test")
-    assert list(open_corpus(datasets.DatasetDict({"train": dataset}), "_id", "body", split="train")) == [("a", "x")]
-    with pytest.raises(FileNotFoundError):
-        open_corpus(tmp_path / "missing.jsonl")
-    (tmp_path / "corpus.txt").write_text("x")
-    with pytest.raises(ValueError, match="expected a .jsonl"):
-        open_corpus(tmp_path / "corpus.txt")
-
-
 # ============================================================================================== search
-def test_top_k_columns_is_exact_under_ties():
-    scores = torch.tensor([[1.0, 3, 3, 0, 3, 2], [0, 0, 0, 0, 0, 0]])
-    assert top_k_columns(scores, 2).tolist() == [[1, 2], [0, 1]]
-    assert top_k_columns(scores, 4).tolist() == [[1, 2, 4, 5], [0, 1, 2, 3]]
-    g = torch.Generator().manual_seed(0)
-    rounded = torch.randint(0, 5, (20, 30), generator=g).float()  # many ties
-    expected = [sorted(sorted(range(30), key=lambda j: (-float(row[j]), j))[:7]) for row in rounded]
-    assert top_k_columns(rounded, 7).tolist() == expected
-
-
 def assert_same_hits(got: list, want: list, exact: bool) -> None:
     """Equal hit lists; unless `exact`, two hits may swap where their scores agree within 1e-6.
 
@@ -324,9 +296,11 @@ def test_shard_search_equals_a_single_process_run_end_to_end(reference, embedder
 
 def test_shard_search_merges_ties_across_chunks_in_row_order(reference):
     index = ShardedIndex(reference)
-    flat = EmbeddingResult(np.zeros((1, 32), dtype=np.float32), [{}])  # every document scores exactly 0
-    for mode in ("dense", "sparse", "hybrid"):
-        hits = index.search("q", top_k=25, mode=mode, query_embeddings=flat)
+    unit = np.zeros((1, 32), dtype=np.float32)
+    unit[0, 0] = 1.0
+    flat = EmbeddingResult(unit, [{}])  # no shared token; with dense weight 0 every document scores exactly 0
+    for mode in ("sparse", "hybrid"):
+        hits = index.search("q", top_k=25, mode=mode, query_embeddings=flat, dense_weight=0.0)
         assert [h.index for h in hits] == list(range(25)) and [h.id for h in hits] == IDS[:25]
 
 
@@ -348,9 +322,15 @@ def test_reader_verifies_checksums(reference, tmp_path):
     folder = copy(reference, tmp_path)
     values = folder / "chunk-000007" / "sparse_values.npy"
     values.write_bytes(values.read_bytes()[:-4] + b"\x00\x00\x80\x3f")
-    ShardReader(folder)  # opening alone reads manifests only
-    with pytest.raises(ValueError, match="chunk-000007 is damaged"):
+    reader = ShardReader(folder)  # opening alone reads manifests only
+    with pytest.raises(ValueError, match="chunk-000007/sparse_values.npy does not match its recorded sha256"):
         ShardReader(folder, verify=True)
+    reader.chunks[6].sparse_csr()  # an intact chunk reads
+    with pytest.raises(ValueError, match="chunk-000007/sparse_values.npy does not match"):
+        reader.chunks[7].sparse_csr()  # a damaged file is refused when first read
+    with pytest.raises(ValueError, match="sparse_values.npy does not match"):
+        ShardedIndex(folder).search("q", mode="sparse", query_embeddings=EmbeddingResult(None, [{5: 1.0}]))
+    reader.chunks[7].dense()  # the chunk's other files are intact
     (folder / "chunk-000001" / MANIFEST).write_text("{}")
     with pytest.raises(ValueError, match="chunk-000001/manifest.json does not match"):
         ShardReader(folder)

@@ -1,6 +1,7 @@
 from transformers import AutoTokenizer
 
-from mgte_hf.tokenizer import load_xlmr_tokenizer, sha256_file, special_token_ids
+from mgte_hf.hashing import sha256_file
+from mgte_hf.tokenizer import load_xlmr_tokenizer, special_token_ids
 from mgte_hf.tokenizer.loading import XLMR_TOKENIZER_SHA256, xlmr_tokenizer_dir
 
 

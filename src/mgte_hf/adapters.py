@@ -1,4 +1,5 @@
-"""LoRA for mGTE models: a thin layer over PEFT with our module names, and a merge back to a plain checkpoint.
+"""LoRA for mGTE models: a thin layer over PEFT with our module names, a merge back to a plain checkpoint, and the
+model inside DDP / accelerate / PEFT wrappers.
 
 PEFT's table of default target modules does not know the model type `"mgte"`, so the names of our linear layers are
 given here. Heads that are new for a task (the TRM's sparse `classifier`, the reranker's `pooler` and `classifier`)
@@ -17,6 +18,8 @@ import logging
 import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
+
+import torch
 
 from .modeling import (
     MgteForEmbedding,
@@ -123,4 +126,20 @@ def merge_and_unload(peft_model: PeftModel) -> MgtePreTrainedModel:
     return peft_model.merge_and_unload()
 
 
-__all__ = ["DEFAULT_LORA_TARGET_MODULES", "DEFAULT_MODULES_TO_SAVE", "apply_lora", "load_lora", "merge_and_unload"]
+def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
+    """The mGTE model inside DDP / accelerate (`.module`) and PEFT wrappers (the model itself when unwrapped)."""
+    from transformers.trainer_utils import unwrap_peft_model
+
+    while hasattr(model, "module"):
+        model = model.module
+    return unwrap_peft_model(model)
+
+
+__all__ = [
+    "DEFAULT_LORA_TARGET_MODULES",
+    "DEFAULT_MODULES_TO_SAVE",
+    "apply_lora",
+    "load_lora",
+    "merge_and_unload",
+    "unwrap_model",
+]

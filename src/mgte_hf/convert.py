@@ -20,9 +20,7 @@ import logging
 import os
 import re
 import shutil
-import tempfile
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +30,7 @@ from safetensors.torch import save_file
 
 from .modeling import MgteConfig, convert_config_dict, copy_modeling_files
 from .modeling.configuration_mgte import NEW_CONFIG_DEFAULTS
+from .outputs import check_output, staged_folder
 
 
 logger = logging.getLogger(__name__)
@@ -260,12 +259,16 @@ def _merge_packed(state_dict: Mapping[str, torch.Tensor], config: MgteConfig) ->
 # ============================================================================================== configs
 def new_config_dict(config: MgteConfig, architecture: str, dtype: torch.dtype) -> dict:
     """The released-layout config.json (model_type "new", auto_map into Alibaba-NLP/new-impl) for our config."""
+    kind = config.rope_parameters.get("rope_type", "default")
+    if kind not in ("default", "ntk"):
+        raise ValueError(f"RoPE type {kind!r} has no released ('new') equivalent: the released code knows plain RoPE "
+                         "and the static NTK only. Convert to 'mgte' or 'gte' instead.")
     out = {key: _plain(getattr(config, key)) for key in (*NEW_CONFIG_DEFAULTS, *_NEW_EXTRA_KEYS)}
     out.update(
         model_type="new",
         architectures=list(ARCHITECTURES[architecture][0]),
         auto_map=dict(NEW_IMPL_AUTO_MAP),
-        use_memory_efficient_attention=config.attn_backend == "xformers",
+        use_memory_efficient_attention=config._attn_implementation == "mgte_xformers",
         unpad_inputs=False,  # as released: the released unpadded path crashes on one-token batches (SPEC §5.7)
         torch_dtype=_dtype_name(dtype),
     )
@@ -285,12 +288,13 @@ def gte_config(config: MgteConfig, architecture: str, dtype: torch.dtype):
     from transformers import GteConfig
 
     check_gte_compatible(config, architecture)
-    if config.rope_scaling is None:
-        rope = {"rope_type": "default", "rope_theta": config.rope_theta}
-    else:  # static NTK (f, b) == linear scaling by f^(2/d) at theta b·f
-        factor = float(config.rope_scaling["factor"])
+    kind = config.rope_parameters.get("rope_type", "default")
+    if kind == "ntk":  # static NTK (f, b) == linear scaling by f^(2/d) at theta b·f
+        factor = float(config.rope_parameters["factor"])
         rope = {"rope_type": "linear", "factor": factor ** (2 / config.head_dim),
                 "rope_theta": config.rope_theta * factor}
+    else:  # plain RoPE and transformers' own scaled types mean the same in Gte
+        rope = dict(config.rope_parameters)
     keys = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "hidden_act",
             "hidden_dropout_prob", "attention_probs_dropout_prob", "max_position_embeddings", "type_vocab_size",
             "initializer_range", "layer_norm_eps", "pad_token_id", "classifier_dropout", "tie_word_embeddings",
@@ -378,8 +382,9 @@ def convert_checkpoint(
     src = Path(src).resolve()
     if not (src / CONFIG_NAME).is_file():
         raise FileNotFoundError(f"{src} is not a checkpoint folder (no {CONFIG_NAME}).")
+    check_output(dst, overwrite=overwrite, inputs=[src], folder=True)  # before reading the weights
     checkpoint = read_checkpoint(src)
-    with staged_output(dst, overwrite=overwrite, protect=src) as tmp:
+    with staged_folder(dst, overwrite=overwrite, inputs=[src]) as tmp:
         write_checkpoint(checkpoint, tmp, to)
         if copy_tokenizer:
             for name in TOKENIZER_FILES:
@@ -387,31 +392,6 @@ def convert_checkpoint(
                     shutil.copyfile(src / name, tmp / name)
     logger.info("Converted %s (%s, %s) to %s (%s).", src, checkpoint.architecture, checkpoint.dtype, dst, to)
     return checkpoint
-
-
-@contextmanager
-def staged_output(dst: str | os.PathLike, *, overwrite: bool = False, protect: Path | None = None) -> Iterator[Path]:
-    """Yield an empty temporary folder beside `dst`; on success it replaces `dst`, on error it is removed.
-
-    Refuses a non-empty `dst` unless `overwrite`, and a `dst` that is `protect` (the source) or contains it.
-    """
-    dst = Path(dst).resolve()
-    if protect is not None and (dst == protect.resolve() or dst in protect.resolve().parents):
-        raise ValueError(f"The output folder {dst} must not be the source folder or contain it.")
-    if dst.exists() and (not dst.is_dir() or any(dst.iterdir())) and not overwrite:
-        raise FileExistsError(f"{dst} exists and is not empty; choose another folder or pass overwrite=True.")
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", dir=dst.parent))
-    try:
-        yield tmp
-        if dst.is_dir():
-            shutil.rmtree(dst)
-        elif dst.exists():
-            dst.unlink()
-        os.replace(tmp, dst)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
 
 
 def _read_json(path: Path) -> dict:
@@ -435,7 +415,6 @@ __all__ = [
     "load_state_dict",
     "new_config_dict",
     "read_checkpoint",
-    "staged_output",
     "to_gte_state_dict",
     "write_checkpoint",
 ]

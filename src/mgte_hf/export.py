@@ -12,22 +12,30 @@ Outputs: `dense` `(batch, dimension)` L2-normalised and `sparse` `(batch, seq)` 
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from .convert import read_checkpoint
+from .hashing import check_model_identity, model_identity
+from .inference.common import check_dimension, check_positive_int
 from .modeling import MgteForEmbedding, MgteForSequenceClassification
 from .modeling.modeling_mgte import dense_embedding, sparse_token_weights
+from .outputs import check_output
 
 
 logger = logging.getLogger(__name__)
 
 INPUT_NAMES = ("input_ids", "attention_mask")
 DEFAULT_OPSET = 18
+MIN_OPSET = 18  # torch's exporter writes no older opset (it silently raises lower requests to 18)
+IDENTITY_KEY = "mgte_hf.model_identity"  # metadata entry: the JSON identity of the exported model
 ONNX_SINGLE_FILE_LIMIT = 2 * 1024**3  # protobuf's limit: larger models keep their weights in an external file
 
 
@@ -43,7 +51,7 @@ class EmbeddingExport(nn.Module):
     def __init__(self, model: MgteForEmbedding, dimension: int | None = None):
         super().__init__()
         self.model = model
-        self.dimension = model.check_dimension(dimension)
+        self.dimension = check_dimension(model, dimension)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         hidden = self.model.new.encode_padded(input_ids, attention_mask)  # (B, L, H)
@@ -86,17 +94,23 @@ def export_onnx(
     opset: int = DEFAULT_OPSET,
     check: bool = True,
     atol: float = 1e-4,
+    overwrite: bool = False,
 ) -> Path:
     """Export `model` to the ONNX file `path` (float32, dynamic batch and sequence axes).
+
+    The file records the model's identity (`mgte_hf.hashing.model_identity` of the weights and config) in its
+    metadata (`mgte_hf.model_identity`), which `check_onnx` compares. It is written in a temporary folder beside
+    `path` and moved into place once exported (and checked).
 
     Args:
         model: an `MgteForEmbedding` (outputs dense, sparse) or `MgteForSequenceClassification` (outputs logits).
         path: the .onnx file to write (models over 2 GiB keep their weights in `path.data` beside it).
         dimension: truncate the dense vector to this allowed size (embedding models).
-        opset: ONNX opset version.
+        opset: ONNX opset version (at least `MIN_OPSET`, the oldest the exporter writes).
         check: run the file with onnxruntime on batches of other shapes than the export example and compare with
             the model's own forward; raises ValueError above `atol`.
         atol: tolerance of the check.
+        overwrite: replace an existing `path`.
 
     Returns:
         The path of the ONNX file.
@@ -104,37 +118,78 @@ def export_onnx(
     if model.dtype != torch.float32:
         raise ValueError(f"ONNX export runs in float32; the model is {model.dtype}. Pass a float32 model "
                          "(e.g. from_pretrained(..., dtype=torch.float32)).")
+    opset = check_positive_int(opset, "opset")
+    if opset < MIN_OPSET:
+        raise ValueError(f"opset={opset}: the exporter writes opset {MIN_OPSET} or newer (onnxruntime 1.14+ runs "
+                         f"it); choose opset >= {MIN_OPSET}.")
     wrapper, output_names = export_wrapper(model, dimension)
+    size = sum(p.numel() * p.element_size() for p in model.parameters())
+    external = size >= ONNX_SINGLE_FILE_LIMIT
     path = Path(path)
+    for target in (path, *([path.with_name(path.name + ".data")] if external else [])):
+        check_output(target, overwrite=overwrite, what="ONNX file")
     path.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     was_training = model.training
     model.eval()
+    wrapper.eval()
     try:
+        staged = staging / path.name
         input_ids, attention_mask = example_batch(model.config, lengths=[7, 4])
         batch, seq = torch.export.Dim("batch"), torch.export.Dim("sequence")
         shapes = {name: {0: batch, 1: seq} for name in INPUT_NAMES}
-        size = sum(p.numel() * p.element_size() for p in model.parameters())
-        torch.onnx.export(wrapper, (input_ids, attention_mask), str(path), input_names=list(INPUT_NAMES),
+        torch.onnx.export(wrapper, (input_ids, attention_mask), str(staged), input_names=list(INPUT_NAMES),
                           output_names=list(output_names), opset_version=opset, dynamo=True, dynamic_shapes=shapes,
-                          external_data=size >= ONNX_SINGLE_FILE_LIMIT)
+                          external_data=external)
+        _finish_file(staged, opset, model, dimension)
         if check:
-            errors = check_onnx(path, model, dimension=dimension)
+            errors = check_onnx(staged, model, dimension=dimension)
             if max(errors.values()) > atol:
                 raise ValueError(f"onnxruntime and torch disagree on {path}: max abs differences {errors} > {atol}.")
             logger.info("Checked %s against torch with onnxruntime: max abs differences %s.", path, errors)
+        for file in staging.iterdir():
+            os.replace(file, path.parent / file.name)
     finally:
         model.train(was_training)
+        shutil.rmtree(staging, ignore_errors=True)
     return path
 
 
+def _finish_file(path: Path, opset: int, model: MgteForEmbedding | MgteForSequenceClassification,
+                 dimension: int | None) -> None:
+    """Check the opset the exporter wrote and record the model's identity in the file's metadata."""
+    import onnx
+
+    proto = onnx.load(str(path), load_external_data=False)
+    written = next((entry.version for entry in proto.opset_import if entry.domain in ("", "ai.onnx")), None)
+    if written != opset:
+        raise ValueError(f"opset={opset} was asked for, but the exporter wrote opset {written}; choose opset "
+                         f"{written}.")
+    identity = model_identity(model, None)
+    for key, value in ((IDENTITY_KEY, json.dumps(identity, sort_keys=True)),
+                       ("mgte_hf.architecture", type(model).__name__),
+                       ("mgte_hf.dimension", str(dimension if dimension is not None else ""))):
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save(proto, str(path))
+
+
 def check_onnx(path: str | os.PathLike, model: MgteForEmbedding | MgteForSequenceClassification, *,
-               dimension: int | None = None) -> dict[str, float]:
+               dimension: int | None = None, allow_other_model: bool = False) -> dict[str, float]:
     """Max abs difference per output between onnxruntime on `path` and the model's forward (valid positions).
 
-    Uses two batches of shapes the export example did not have: right padding and left padding.
+    Uses two batches of shapes the export example did not have: right padding and left padding. A file that records
+    another model's identity is refused (`allow_other_model=True` warns instead).
     """
+    import onnx
     import onnxruntime
 
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception as err:  # onnx raises protobuf's DecodeError (and others) for a damaged file
+        raise ValueError(f"{path} is not a readable ONNX file ({err}).") from None
+    recorded = next((json.loads(e.value) for e in proto.metadata_props if e.key == IDENTITY_KEY), None)
+    check_model_identity(recorded, model, None, artifact=f"The ONNX file {path}", allow_other_model=allow_other_model)
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     errors: dict[str, float] = {}
     for lengths, left in (([5, 11, 1], False), ([9, 3], True)):

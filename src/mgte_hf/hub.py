@@ -11,12 +11,13 @@ import logging
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from transformers import PreTrainedTokenizerBase
 
-from .convert import staged_output
 from .integrations.sentence_transformers import SPARSE_FOLDER, write_sentence_transformers_files
 from .modeling import MgteForEmbedding, MgteForSequenceClassification
+from .outputs import staged_folder
 
 
 logger = logging.getLogger(__name__)
@@ -34,12 +35,7 @@ def save_hub_folder(
     *,
     kind: str | None = None,
     overwrite: bool = False,
-    repo_id: str | None = None,
-    description: str | None = None,
-    license: str = "apache-2.0",
-    language: Sequence[str] | None = None,
-    base_model: str | None = None,
-    eval_table: EvalTable | None = None,
+    **card: Any,
 ) -> Path:
     """Write a self-contained, Hub-ready folder for an embedding model (TRM) or a reranker.
 
@@ -49,24 +45,19 @@ def save_hub_folder(
         folder: output folder; must be empty or absent unless `overwrite`.
         kind: "embedding" or "reranker"; checked against the model class (inferred when None).
         overwrite: replace a non-empty `folder`.
-        repo_id: the repository id the card's examples load (default: a placeholder).
-        description: a paragraph for the top of the model card.
-        license: SPDX license id for the card metadata.
-        language: language codes for the card metadata.
-        base_model: the model this one was fine-tuned from, for the card metadata.
-        eval_table: evaluation results for the card, `{row: {metric: value}}`.
+        **card: the model card's `repo_id`, `description`, `license`, `language`, `base_model` and `eval_table`
+            (see `model_card`).
 
     Returns:
         The folder.
     """
     kind = _check_kind(model, kind)
-    with staged_output(folder, overwrite=overwrite) as tmp:
+    readme = model_card(model, kind=kind, **card)  # before any file is written: a bad card argument fails here
+    with staged_folder(folder, overwrite=overwrite) as tmp:
         model.save_pretrained(str(tmp))
         tokenizer.save_pretrained(str(tmp))
         write_sentence_transformers_files(tmp, model, tokenizer)
-        card = model_card(model, kind=kind, repo_id=repo_id, description=description, license=license,
-                          language=language, base_model=base_model, eval_table=eval_table)
-        (tmp / "README.md").write_text(card, encoding="utf-8")
+        (tmp / "README.md").write_text(readme, encoding="utf-8")
     logger.info("Wrote the %s Hub folder %s.", kind, folder)
     return Path(folder)
 
@@ -135,7 +126,18 @@ def model_card(
     base_model: str | None = None,
     eval_table: EvalTable | None = None,
 ) -> str:
-    """The README.md of a Hub folder: metadata, model facts, usage for each library, the evaluation table."""
+    """The README.md of a Hub folder: metadata, model facts, usage for each library, the evaluation table.
+
+    Args:
+        model: the model the card describes.
+        kind: "embedding" or "reranker".
+        repo_id: the repository id the card's examples load (default: a placeholder).
+        description: a paragraph for the top of the model card.
+        license: SPDX license id for the card metadata.
+        language: language codes for the card metadata.
+        base_model: the model this one was fine-tuned from, for the card metadata.
+        eval_table: evaluation results for the card, `{row: {metric: value}}`.
+    """
     repo = repo_id or "<user>/<model>"
     embedding = kind == "embedding"
     tags = ["mgte", "sentence-transformers", "text-embeddings-inference"]

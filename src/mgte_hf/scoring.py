@@ -8,6 +8,8 @@ tokens, on a vocabulary compacted to the ids present, so its memory is `(rows, d
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Mapping, Sequence
 
 import torch
@@ -15,6 +17,57 @@ import torch
 
 DEFAULT_DENSE_WEIGHT = 1.0
 DEFAULT_SPARSE_WEIGHT = 0.1  # the released mGTE helper's hybrid weights
+UNIT_NORM_TOLERANCE = 1e-2  # |‖v‖ - 1| allowed for a dense vector (bfloat16 models normalise within ~4e-3)
+
+
+def sparse_rows(rows: Sequence[Mapping], name: str = "sparse") -> list[dict[int, float]]:
+    """`{token_id: weight}` rows as `dict[int, float]`, checked; new dicts (the caller's are never changed).
+
+    Token ids may be integers or strings of digits (as `mgte-hf encode` writes them to JSON); weights must be finite
+    numbers.
+
+    Raises:
+        TypeError: a row that is not a mapping, or a key or weight of another type.
+        ValueError: a negative token id, or a weight that is NaN or infinite.
+    """
+    if isinstance(rows, (str, bytes, Mapping)) or not isinstance(rows, Sequence):
+        raise TypeError(f"{name} must be a list of {{token_id: weight}} dicts, got {type(rows).__name__}.")
+    return [_sparse_row(row, f"{name}[{i}]") for i, row in enumerate(rows)]
+
+
+def _sparse_row(row: Mapping, where: str) -> dict[int, float]:
+    if not isinstance(row, Mapping):
+        raise TypeError(f"{where} is a {type(row).__name__}, not a {{token_id: weight}} dict.")
+    out: dict[int, float] = {}
+    for key, weight in row.items():
+        integral = isinstance(key, numbers.Integral) and not isinstance(key, bool)
+        if not (integral or (isinstance(key, str) and key.isascii() and key.isdigit())):
+            raise TypeError(f"{where} has the key {key!r}: token ids are integers (or strings of digits); map "
+                            "token strings to ids with the tokenizer first.")
+        token = int(key)
+        if token < 0:
+            raise ValueError(f"{where} has the negative token id {token}.")
+        if isinstance(weight, bool) or not isinstance(weight, numbers.Real):
+            raise TypeError(f"{where}[{key!r}] is a {type(weight).__name__}, not a number.")
+        if not math.isfinite(weight):
+            raise ValueError(f"{where}[{key!r}] is {weight}; sparse weights must be finite.")
+        out[token] = float(weight)
+    return out
+
+
+def check_unit_rows(dense: torch.Tensor, name: str = "dense") -> torch.Tensor:
+    """Refuse rows of a `(N, D)` matrix that are not finite or not L2-normalised (`UNIT_NORM_TOLERANCE`)."""
+    finite = torch.isfinite(dense).all(dim=1)
+    if not bool(finite.all()):
+        row = int((~finite).nonzero()[0])
+        raise ValueError(f"{name} row {row} holds NaN or infinite values.")
+    norms = torch.linalg.vector_norm(dense.double(), dim=1)
+    off = (norms - 1).abs() > UNIT_NORM_TOLERANCE
+    if bool(off.any()):
+        row = int(off.nonzero()[0])
+        raise ValueError(f"{name} row {row} has L2 norm {float(norms[row]):.4g}, not 1: dense scores are dot "
+                         "products of L2-normalised vectors; normalise the rows (v / ‖v‖) first.")
+    return dense
 
 
 def dense_scores(queries: torch.Tensor, documents: torch.Tensor) -> torch.Tensor:
@@ -60,7 +113,8 @@ def lexical_scores(
 
 
 def lexical_matching_score(query: Mapping[int, float], document: Mapping[int, float]) -> float:
-    """Σ over shared tokens of w_q·w_d for two `{token_id: weight}` dictionaries."""
+    """Σ over shared tokens of w_q·w_d for two `{token_id: weight}` dictionaries (see `sparse_rows`)."""
+    query, document = sparse_rows([query, document], "lexical_matching_score's dicts")
     if len(document) < len(query):
         query, document = document, query
     return float(sum(w * document[t] for t, w in query.items() if t in document))
@@ -69,7 +123,8 @@ def lexical_matching_score(query: Mapping[int, float], document: Mapping[int, fl
 def lexical_matching_scores(
     queries: Sequence[Mapping[int, float]], documents: Sequence[Mapping[int, float]]
 ) -> torch.Tensor:
-    """`(Nq, Nd)` lexical scores between lists of `{token_id: weight}` dictionaries."""
+    """`(Nq, Nd)` lexical scores between lists of `{token_id: weight}` dictionaries (see `sparse_rows`)."""
+    queries, documents = sparse_rows(queries, "queries"), sparse_rows(documents, "documents")
     ids = sorted({t for d in (*queries, *documents) for t in d})
     index = {t: i for i, t in enumerate(ids)}
     q = _dicts_to_matrix(queries, index)
@@ -100,10 +155,13 @@ def hybrid_scores(
 __all__ = [
     "DEFAULT_DENSE_WEIGHT",
     "DEFAULT_SPARSE_WEIGHT",
+    "UNIT_NORM_TOLERANCE",
+    "check_unit_rows",
     "dense_scores",
     "hybrid_scores",
     "lexical_matching_score",
     "lexical_matching_scores",
     "lexical_scores",
+    "sparse_rows",
     "term_weight_matrix",
 ]

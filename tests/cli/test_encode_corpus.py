@@ -3,22 +3,18 @@
 from __future__ import annotations
 
 import argparse
-import json
 
 import pytest
 
 from mgte_hf.cli import encode_corpus
 from mgte_hf.cli import main as cli_main
 from mgte_hf.shards import DEFAULT_CHUNK_SIZE, ShardReader
-from tiny import SENTENCES
+from tiny import SENTENCES, write_jsonl
 
 
 @pytest.fixture
 def corpus(tmp_path):
-    path = tmp_path / "corpus.jsonl"
-    path.write_text("".join(json.dumps({"_id": f"d{i}", "body": s}) + "\n" for i, s in enumerate(SENTENCES[:10])),
-                    encoding="utf-8")
-    return path
+    return write_jsonl(tmp_path / "corpus.jsonl", [{"_id": f"d{i}", "body": s} for i, s in enumerate(SENTENCES[:10])])
 
 
 def test_add_parser_registers_the_command():

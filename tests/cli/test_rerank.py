@@ -3,7 +3,7 @@ import json
 import pytest
 
 from mgte_hf.cli import main
-from tiny import SENTENCES
+from tiny import SENTENCES, write_jsonl
 
 
 QUERY = "Which fox is quick?"
@@ -11,10 +11,7 @@ QUERY = "Which fox is quick?"
 
 @pytest.fixture
 def documents(tmp_path):
-    path = tmp_path / "docs.jsonl"
-    path.write_text("".join(json.dumps({"doc": f"d{i}", "text": t}) + "\n" for i, t in enumerate(SENTENCES[:6])),
-                    encoding="utf-8")
-    return path
+    return write_jsonl(tmp_path / "docs.jsonl", [{"doc": f"d{i}", "text": t} for i, t in enumerate(SENTENCES[:6])])
 
 
 def test_rerank_prints_documents_best_first(reranker, reranker_dir, documents, capsys):
@@ -31,21 +28,23 @@ def test_rerank_prints_documents_best_first(reranker, reranker_dir, documents, c
 
 def test_rerank_json_normalized(reranker, reranker_dir, documents, capsys):
     code = main(["rerank", "--model", str(reranker_dir), "--query", QUERY, "--documents", str(documents),
-                 "--normalize", "--json"])
+                 "--normalize", "--json", "--line-ids"])
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     expected = reranker.rank(QUERY, SENTENCES[:6], normalize=True)
     assert code == 0 and [r["rank"] for r in rows] == list(range(1, 7))
     assert [r["text"] for r in rows] == [e.document for e in expected]
     assert [r["score"] for r in rows] == pytest.approx([e.score for e in expected], abs=1e-6)
-    assert [r["id"] for r in rows] == [e.index + 1 for e in expected], "no id field: the line number"
+    assert [r["id"] for r in rows] == [str(e.index + 1) for e in expected], "--line-ids: the line number"
 
 
 def test_rerank_errors(reranker_dir, documents, capsys):
     code = main(["rerank", "--model", str(reranker_dir), "--query", QUERY, "--documents", str(documents),
-                 "--top-k", "0"])
+                 "--id-field", "doc", "--top-k", "0"])
     err = capsys.readouterr().err
     assert code == 2 and err.strip() == "mgte-hf rerank: error: top_k must be a positive integer, got 0."
     empty = documents.with_name("empty.txt")
     empty.write_text("\n\n")
     code = main(["rerank", "--model", str(reranker_dir), "--query", QUERY, "--documents", str(empty)])
-    assert code == 2 and "holds no text" in capsys.readouterr().err
+    assert code == 2 and "holds no documents" in capsys.readouterr().err
+    code = main(["rerank", "--model", str(reranker_dir), "--query", QUERY, "--documents", str(documents)])
+    assert code == 2 and "docs.jsonl:1: no 'id' field" in capsys.readouterr().err  # ids are never invented

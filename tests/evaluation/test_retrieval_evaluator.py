@@ -98,7 +98,7 @@ def test_bad_settings_are_refused(dataset, embedder):
         RetrievalEvaluator(dataset, systems=["dense", "colbert"])
     with pytest.raises(ValueError, match="top_k=10 is below the deepest metric cut-off"):
         RetrievalEvaluator(dataset, top_k=10)
-    with pytest.raises(ValueError, match="max_lengths must hold positive integers"):
+    with pytest.raises(ValueError, match="max_lengths must be a positive integer"):
         RetrievalEvaluator(dataset, max_lengths=[0])
     with pytest.raises(ValueError, match="need a model"):
         RetrievalEvaluator(dataset, systems=["dense"]).run()
@@ -106,7 +106,7 @@ def test_bad_settings_are_refused(dataset, embedder):
         RetrievalEvaluator(dataset, systems=["rerank"]).run(embedder)
     with pytest.raises(ValueError, match="dimension=12 is not allowed"):
         RetrievalEvaluator(dataset, systems=["dense"], dims=[12], show_progress_bar=False).run(embedder)
-    with pytest.raises(TypeError, match="MgteEmbedder or an MgteForEmbedding"):
+    with pytest.raises(TypeError, match="an MgteEmbedder, an MgteReranker or their models"):
         RetrievalEvaluator(dataset, systems=["dense"])(torch.nn.Linear(2, 2))
 
 
@@ -128,3 +128,35 @@ def test_rerank_reorders_the_hybrid_head_and_keeps_its_tail(dataset, embedder, r
         assert [h.id for h in final[4:]] == [h.id for h in first[4:]]
         scores = reranker.compute_score([(query, h.document) for h in final[:4]])
         assert list(scores) == sorted(scores, reverse=True)
+
+
+def test_a_reranker_alone_reranks_the_bm25_head(dataset, reranker, tiny_tokenizer, tmp_path):
+    """`rerank_first_stage="bm25"`: no embedder; the BM25 top `rerank_top_k` reordered, then the BM25 order."""
+    from mgte_hf.evaluation.bm25 import bm25_search
+
+    evaluator = RetrievalEvaluator(dataset, systems=["bm25", "rerank"], rerank_first_stage="bm25", rerank_top_k=4,
+                                   max_lengths=[64], tokenizer=tiny_tokenizer, max_queries=4, show_progress_bar=False)
+    report = evaluator.run(reranker=reranker)
+    assert [s.name for s in report.systems] == ["bm25", "rerank"] and report.model is None
+    assert report.systems[1].params == {"first_stage": "bm25", "max_length": 64, "rerank_top_k": 4}
+    # the same run by hand: BM25 candidates, the first 4 sorted by the reranker's logits
+    queries = list(evaluator.dataset.queries.values())
+    indices, _ = bm25_search(dataset.doc_texts(), queries, tiny_tokenizer, top_k=100)
+    texts, ids = dataset.doc_texts(), dataset.doc_ids()
+    by_hand = {}
+    for qid, query, rows in zip(evaluator.dataset.queries, queries, indices.tolist()):
+        logits = reranker.compute_score([(query, texts[j]) for j in rows[:4]]).tolist()
+        head = [j for _, j in sorted(zip(logits, rows[:4]), key=lambda p: (-p[0], p[1]))]
+        order = head + rows[4:]
+        by_hand[qid] = {ids[j]: float(len(order) - r) for r, j in enumerate(order)}
+    from mgte_hf.evaluation import evaluate_run
+
+    assert report.systems[1].metrics == evaluate_run(by_hand, evaluator.dataset.qrels, evaluator.metrics)
+    # as a training evaluator, a bare (or wrapped) reranker model is evaluated the same way, at the evaluator's length
+    model = reranker.model.train()
+    scores = evaluator(model)
+    assert model.training and scores["rerank_ndcg@10"] == report.systems[1].metrics["ndcg@10"]
+    with pytest.raises(ValueError, match=r"the systems \['dense'\] need a model"):
+        RetrievalEvaluator(dataset, systems=["dense", "rerank"], rerank_first_stage="bm25", tokenizer=tiny_tokenizer)(model)
+    with pytest.raises(ValueError, match="rerank_first_stage must be one of"):
+        RetrievalEvaluator(dataset, rerank_first_stage="dense")

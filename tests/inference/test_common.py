@@ -9,12 +9,12 @@ from mgte_hf.inference.common import (
     Tokenized,
     check_pairs,
     check_texts,
-    kept_tokenizer_state,
     load_model_and_tokenizer,
     packed_batches,
     show_progress,
     tokenize,
 )
+from mgte_hf.tokenizer import kept_tokenizer_state
 
 
 def test_check_texts_accepts_iterables_and_refuses_the_rest():
@@ -68,7 +68,7 @@ def test_loading_refuses_wrong_inputs(tiny_tokenizer):
     with pytest.raises(TypeError, match="path_or_model must be a folder path"):
         load_model_and_tokenizer(MgteForEmbedding, 3, tiny_tokenizer, None, None)
     model = tiny.make_model(MgteForEmbedding, vocab_size=len(tiny_tokenizer))
-    with pytest.raises(ValueError, match="dtype='half-ish' is not a torch dtype"):
+    with pytest.raises(ValueError, match="dtype='half-ish' is not a floating-point torch dtype"):
         load_model_and_tokenizer(MgteForEmbedding, model, tiny_tokenizer, None, "half-ish")
     loaded, tokenizer = load_model_and_tokenizer(MgteForEmbedding, model, tiny_tokenizer, "cpu", "bfloat16")
     assert loaded.dtype == torch.bfloat16 and not loaded.training and tokenizer is tiny_tokenizer

@@ -9,8 +9,8 @@ import tiny
 from inference.folders import SPREAD
 from mgte_hf import MgteForEmbedding, MgteForSequenceClassification, scoring, token_weights_to_dicts
 from mgte_hf.inference import EmbeddingResult, MgteEmbedder
-from mgte_hf.inference.common import kept_tokenizer_state
-from mgte_hf.tokenizer import special_token_ids
+from mgte_hf.inference.common import tokenize
+from mgte_hf.tokenizer import kept_tokenizer_state, special_token_ids
 from tiny import SENTENCES
 
 
@@ -53,6 +53,18 @@ def test_same_inputs_give_the_same_bytes_and_order_is_restored(embedder):
     chunks = EmbeddingResult.concatenate([embedder.encode(TEXTS[:2]), embedder.encode(TEXTS[2:])])
     np.testing.assert_allclose(chunks.dense, first.dense, atol=1e-6)
     assert_sparse_close(chunks.sparse, first.sparse, atol=1e-6)
+
+
+def test_encode_tokenized_equals_encode_on_the_same_ids(embedder, tiny_tokenizer):
+    tokenized = tokenize(tiny_tokenizer, TEXTS, max_length=8, truncation="warn")
+    result = embedder.encode_tokenized(tokenized, dimension=8, batch_tokens=24)
+    expected = embedder.encode(TEXTS, dimension=8, max_length=8, batch_tokens=24)
+    np.testing.assert_array_equal(result.dense, expected.dense)
+    assert result.sparse == expected.sparse
+    dense_only = embedder.encode_tokenized(tokenized, sparse=False, convert_to="torch")
+    assert dense_only.sparse is None and dense_only.dense.shape == (len(TEXTS), 32)
+    with pytest.raises(ValueError, match="Nothing to compute"):
+        embedder.encode_tokenized(tokenized, dense=False, sparse=False)
 
 
 def test_dimension_truncates_then_renormalises_and_refuses_other_sizes(embedder):
@@ -191,3 +203,17 @@ def test_real_xlmr_tokenizer(xlmr_tokenizer):
     dense, sparse = model_forward(model, xlmr_tokenizer, [text, "Berlin"])
     np.testing.assert_allclose(result.dense, dense, atol=1e-5)
     assert_sparse_close(result.sparse, sparse)
+
+
+def test_compiled_embedder_gives_the_same_results(embedder_dir, embedder, monkeypatch):
+    """`compile=True` runs the model through torch.compile (here on dynamo's eager backend: the tracing, fullgraph and
+    dynamic shapes of the real thing without C++ code generation) and gives the eager results."""
+    from functools import partial
+
+    monkeypatch.setattr(torch, "compile", partial(torch.compile, backend="eager"))
+    compiled = MgteEmbedder.from_pretrained(embedder_dir, device="cpu", compile=True)
+    texts = [*TEXTS, "Hund"]  # several batches and a single-input one below
+    got, expected = compiled.encode(texts, batch_tokens=24), embedder.encode(texts, batch_tokens=24)
+    np.testing.assert_allclose(got.dense, expected.dense, atol=1e-6)
+    assert_sparse_close(got.sparse, expected.sparse, atol=1e-6)
+    assert compiled.encode("Hund", dimension=16).dense.shape == (1, 16)

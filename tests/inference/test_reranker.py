@@ -10,7 +10,8 @@ import tiny
 from inference.folders import SPREAD
 from mgte_hf import MgteForSequenceClassification
 from mgte_hf.inference import MgteReranker, RankResult
-from mgte_hf.inference.common import kept_tokenizer_state
+from mgte_hf.inference.common import tokenize
+from mgte_hf.tokenizer import kept_tokenizer_state
 from tiny import SENTENCES
 
 
@@ -34,6 +35,15 @@ def test_compute_score_equals_the_model_forward(reranker, tiny_tokenizer, batch_
     np.testing.assert_allclose(scores, expected, atol=1e-5)
     normalized = reranker.compute_score(pairs, normalize=True, convert_to="torch")
     torch.testing.assert_close(normalized, torch.sigmoid(torch.from_numpy(expected)), atol=1e-6, rtol=0)
+
+
+def test_score_tokenized_equals_compute_score_on_the_same_ids(reranker, tiny_tokenizer):
+    tokenized = tokenize(tiny_tokenizer, [QUERY] * len(DOCS), DOCS, max_length=12, truncation="warn",
+                         with_token_types=reranker.uses_token_types)
+    scores = reranker.score_tokenized(tokenized, normalize=True, batch_tokens=40)
+    expected = reranker.compute_score([(QUERY, doc) for doc in DOCS], normalize=True, max_length=12, batch_tokens=40)
+    np.testing.assert_array_equal(scores, expected)
+    assert not reranker.uses_token_types, "XLM-R layout: one segment"
 
 
 def test_xlmr_pair_format(xlmr_tokenizer):
@@ -154,3 +164,12 @@ def test_interpolation_with_the_first_stage(reranker):
     for bad in (-0.1, 1.5, True, "0.5"):
         with pytest.raises(ValueError, match=r"first_stage_weight must be a number in \[0, 1\]"):
             MgteReranker(reranker.model, reranker.tokenizer, first_stage_weight=bad)
+
+
+def test_compiled_reranker_gives_the_same_scores(reranker_dir, reranker, monkeypatch):
+    from functools import partial
+
+    monkeypatch.setattr(torch, "compile", partial(torch.compile, backend="eager"))
+    compiled = MgteReranker.from_pretrained(reranker_dir, device="cpu", compile=True)
+    pairs = [(SENTENCES[0], SENTENCES[1]), (SENTENCES[2], SENTENCES[3] + " " + SENTENCES[4]), ("a", "b")]
+    np.testing.assert_allclose(compiled.compute_score(pairs), reranker.compute_score(pairs), atol=1e-6)

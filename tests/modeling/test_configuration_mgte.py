@@ -18,11 +18,11 @@ def test_defaults_describe_gte_multilingual_base():
 
 @pytest.mark.parametrize("name", RELEASED)
 def test_released_configs_read_with_every_key(name, tmp_path):
-    from tiny import SHARED
+    from tiny import SHARED, missing_resource
 
     path = SHARED / "reference" / "released-configs" / f"{name}.config.json"
     if not path.exists():
-        pytest.skip("released configs not available")
+        missing_resource(f"released config not found at {path} (shared/ must sit beside the repository)")
     raw = json.loads(path.read_text())
     (tmp_path / "config.json").write_text(json.dumps(raw))
     c = MgteConfig.from_pretrained(tmp_path)
@@ -41,26 +41,58 @@ def test_new_config_missing_keys_take_released_defaults():
     assert c.rope_scaling is None and c.pad_token_id is None and c.type_vocab_size == 1
 
 
-def test_memory_efficient_attention_maps_to_xformers_backend():
-    c = MgteConfig.from_dict({"model_type": "new", "use_memory_efficient_attention": True, "unpad_inputs": True})
-    assert c.attn_backend == "xformers"
+def test_legacy_attn_backend_becomes_attn_implementation():
+    """Configs saved by mgte-hf 0.1 carry `attn_backend`; it maps onto transformers' one knob."""
+    assert MgteConfig(attn_backend="eager")._attn_implementation == "eager"
+    assert MgteConfig(attn_backend="xformers")._attn_implementation == "mgte_xformers"
+    assert MgteConfig(attn_backend="auto")._attn_implementation is None  # the model then takes "sdpa"
+    released = MgteConfig.from_dict({"model_type": "new", "use_memory_efficient_attention": True,
+                                     "unpad_inputs": True})
+    assert released._attn_implementation is None  # a runtime key of the released code: chosen at load instead
 
 
 def test_save_reload_keeps_everything(tmp_path):
     c = MgteConfig(hidden_size=64, num_attention_heads=4, rope_scaling={"type": "ntk", "factor": 2.0, "mixed_b": 0.75},
                    matryoshka_dimensions=[32, 16], sparse_ignore_token_ids=[0, 1, 2, 3], type_vocab_size=0,
-                   pack_qkv=False, attn_backend="eager", num_labels=1)
+                   pack_qkv=False, num_labels=1, sparse_prediction=True)
     c.save_pretrained(tmp_path)
     saved = json.loads((tmp_path / "config.json").read_text())
     assert saved["model_type"] == "mgte"
-    assert saved["rope_scaling"] == {"type": "ntk", "factor": 2.0, "mixed_b": 0.75}
-    assert "rope_parameters" not in saved
+    assert saved["rope_parameters"] == {"rope_type": "ntk", "rope_theta": 20000.0, "factor": 2.0, "mixed_b": 0.75}
+    assert "rope_scaling" not in saved and "rope_theta" not in saved  # one source: rope_parameters
     assert saved["auto_map"]["AutoModel"] == "modeling_mgte.MgteModel"
     r = MgteConfig.from_pretrained(tmp_path)
-    for key in ("rope_scaling", "rope_theta", "matryoshka_dimensions", "sparse_ignore_token_ids", "type_vocab_size",
-                "pack_qkv", "attn_backend", "num_labels", "hidden_size"):
+    for key in ("rope_parameters", "rope_scaling", "rope_theta", "matryoshka_dimensions", "sparse_ignore_token_ids",
+                "type_vocab_size", "pack_qkv", "num_labels", "hidden_size", "sparse_prediction"):
         assert getattr(r, key) == getattr(c, key), key
     assert r.matryoshka_dimensions == [16, 32]
+
+
+def test_configs_saved_with_the_released_keys_still_read(tmp_path):
+    """mgte-hf 0.1 wrote rope_theta + rope_scaling (and attn_backend): the same model comes back."""
+    legacy = {"model_type": "mgte", "hidden_size": 64, "num_attention_heads": 4, "rope_theta": 160000.0,
+              "rope_scaling": {"type": "ntk", "factor": 2.0}, "attn_backend": "auto"}
+    (tmp_path / "config.json").write_text(json.dumps(legacy))
+    c = MgteConfig.from_pretrained(tmp_path)
+    assert c.rope_parameters == {"rope_type": "ntk", "rope_theta": 160000.0, "factor": 2.0}
+
+
+def test_an_mgte_config_without_rope_is_refused(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "mgte", "hidden_size": 64,
+                                                      "num_attention_heads": 4}))
+    with pytest.raises(ValueError, match="states no RoPE"):
+        MgteConfig.from_pretrained(tmp_path)
+
+
+def test_rope_views_follow_rope_parameters():
+    c = MgteConfig(hidden_size=64, num_attention_heads=4)
+    c.rope_theta = 160000.0
+    assert c.rope_parameters == {"rope_type": "ntk", "rope_theta": 160000.0, "factor": 8.0}
+    c.rope_scaling = None
+    assert c.rope_parameters == {"rope_type": "default", "rope_theta": 160000.0} and c.rope_scaling is None
+    yarn = MgteConfig(hidden_size=64, num_attention_heads=4,
+                      rope_parameters={"rope_type": "yarn", "rope_theta": 1e4, "factor": 4.0})
+    assert yarn.rope_scaling["rope_type"] == "yarn" and yarn.rope_theta == 1e4
 
 
 def test_caller_dicts_are_not_mutated():
@@ -87,7 +119,10 @@ def test_gte_config_maps_linear_rope_back_to_ntk():
 @pytest.mark.parametrize("kwargs,match", [
     ({"hidden_size": 30, "num_attention_heads": 4}, "divisible"),
     ({"hidden_size": 36, "num_attention_heads": 4}, "even"),
-    ({"rope_scaling": {"type": "yarn", "factor": 2.0}}, "unknown rope_scaling type"),
+    ({"rope_scaling": {"type": "alibi", "factor": 2.0}}, "unknown rope type"),
+    ({"rope_parameters": {"rope_type": "default", "rope_theta": -5.0}}, "rope_theta"),
+    ({"rope_parameters": {"rope_type": "ntk", "rope_theta": 1e4, "factor": 2.0, "partial_rotary_factor": 0.5}},
+     "partial_rotary_factor"),
     ({"rope_scaling": {"type": "ntk", "factor": -1}}, "factor"),
     ({"rope_scaling": {"type": "ntk", "factor": 2.0, "mixed_b": 0}}, "mixed_b"),
     ({"rope_scaling": {"type": "ntk", "factor": 2.0, "alpha": 1}}, "unknown rope_scaling keys"),
@@ -112,8 +147,10 @@ def test_unknown_model_type_is_refused():
 
 
 def test_dimension_rules():
+    import numpy as np
+
     free = MgteConfig(hidden_size=64, num_attention_heads=4)
-    assert free.dimension_allowed(1) and free.dimension_allowed(64)
+    assert free.dimension_allowed(1) and free.dimension_allowed(64) and free.dimension_allowed(np.int64(8))
     assert not free.dimension_allowed(65) and not free.dimension_allowed(0) and not free.dimension_allowed(True)
     fixed = MgteConfig(hidden_size=64, num_attention_heads=4, matryoshka_dimensions=[16, 32])
     assert fixed.dimension_allowed(16) and fixed.dimension_allowed(64) and not fixed.dimension_allowed(24)

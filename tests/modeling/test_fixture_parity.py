@@ -1,4 +1,9 @@
-"""The released-layout fixture checkpoints reproduce the reference outputs of the released mGTE code (fp32, ≤ 1e-5)."""
+"""The released-layout fixture checkpoints reproduce the reference outputs of the released mGTE code.
+
+fp32 agrees within 1e-5, or 16 ulp of the output's largest magnitude where that is more (`tiny.fp32_bound`: the MLM
+logits reach |16|, where the reference's own rounding is ~1e-5 and moves with the CPU's GEMM kernel). Our float64 run
+agrees with the fp32 reference within the same bound, which shows that what remains is the reference's rounding.
+"""
 
 import json
 
@@ -7,13 +12,10 @@ import torch
 from safetensors.torch import load_file
 
 import mgte_hf
+from tiny import fp32_bound
 
 
 TOL = 1e-5
-# The one known exception: MLM logits of the 3-token sequence run alone differ by 1.0014e-5. BLAS takes another GEMM
-# kernel for fewer than 4 rows, and the released math itself (our eager path, bit-identical to the reference at the
-# batch shape) lands on the same figure for that sequence alone. The bound below stays tight around it.
-NOISE_FLOOR = {("mlm", "alone", 3): 1.05e-5}
 
 HEADS = [
     ("backbone", mgte_hf.MgteModel, lambda o: o.last_hidden_state, "backbone.last_hidden_state"),
@@ -32,10 +34,10 @@ def reference(fixture_dir):
 def models(fixture_dir):
     cache = {}
 
-    def get(folder, cls):
-        if (folder, cls) not in cache:
-            cache[folder, cls] = cls.from_pretrained(fixture_dir / folder).eval()
-        return cache[folder, cls]
+    def get(folder, cls, dtype=torch.float32):
+        if (folder, cls, dtype) not in cache:
+            cache[folder, cls, dtype] = cls.from_pretrained(fixture_dir / folder, dtype=dtype).eval()
+        return cache[folder, cls, dtype]
 
     return get
 
@@ -54,22 +56,21 @@ def valid(t, mask):
 
 @pytest.mark.parametrize("folder,cls,get,key", HEADS, ids=[f"{h[0]}-{h[1].__name__}" for h in HEADS])
 @pytest.mark.parametrize("layout", ["right", "left", "alone"])
-def test_token_outputs_match_reference(models, reference, folder, cls, get, key, layout):
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["fp32", "fp64"])
+def test_token_outputs_match_reference(models, reference, folder, cls, get, key, layout, dtype):
     ids, mask = reference["input_ids"], reference["attention_mask"]
     lengths = mask.sum(1).tolist()
     expected = [reference[key][i, :n] for i, n in enumerate(lengths)]
-    model = models(folder, cls)
+    bound = fp32_bound(reference[key][mask.bool()])
+    model = models(folder, cls, dtype)
     with torch.no_grad():
         if layout == "alone":
-            for i, n in enumerate(lengths):
-                got = get(model(input_ids=ids[i:i + 1, :n]))[0]
-                tol = NOISE_FLOOR.get((folder, "alone", i), TOL) if cls is mgte_hf.MgteForMaskedLM else TOL
-                assert (got - expected[i]).abs().max().item() <= tol, f"sequence {i} alone"
-            return
-        lids, lmask = (ids, mask) if layout == "right" else left_pad(ids, mask)
-        out = get(model(input_ids=lids, attention_mask=lmask))
-        for i, (g, e) in enumerate(zip(valid(out, lmask), expected)):
-            assert (g - e).abs().max().item() <= TOL, f"row {i}"
+            got = [get(model(input_ids=ids[i:i + 1, :n]))[0] for i, n in enumerate(lengths)]
+        else:
+            lids, lmask = (ids, mask) if layout == "right" else left_pad(ids, mask)
+            got = valid(get(model(input_ids=lids, attention_mask=lmask)), lmask)
+    for i, (g, e) in enumerate(zip(got, expected)):
+        assert (g.float() - e).abs().max().item() <= bound, f"sequence {i}"
 
 
 def test_padding_positions_are_zero(models, reference):
@@ -142,8 +143,8 @@ def test_rope_tables_match_reference(models, reference):
     inv_freq = rope_inv_freq(config)
     cos, sin = rope_cos_sin(torch.arange(reference["rope.cos"].shape[0]), inv_freq)
     assert torch.equal(inv_freq, reference["rope.inv_freq"])
-    assert (cos[:, 0] - reference["rope.cos"]).abs().max() <= 1e-6
-    assert (sin[:, 0] - reference["rope.sin"]).abs().max() <= 1e-6
+    assert (cos - reference["rope.cos"]).abs().max() <= 1e-6
+    assert (sin - reference["rope.sin"]).abs().max() <= 1e-6
 
 
 def test_mlm_decoder_is_tied_and_released_keys_load(models, fixture_dir):

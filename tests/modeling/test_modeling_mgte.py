@@ -14,7 +14,7 @@ from mgte_hf import (
     MgteModel,
 )
 from mgte_hf.modeling.modeling_mgte import apply_rope
-from tiny import make_config, make_model, random_batch, valid_rows
+from tiny import make_config, make_model, random_batch, skip_without_inductor, valid_rows
 
 
 TOL = 1e-5
@@ -55,14 +55,18 @@ def test_padding_layout_does_not_change_outputs(variant):
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
-@pytest.mark.parametrize("backend", ["eager", "sdpa"])
-def test_backends_agree_with_packed(variant, backend):
+@pytest.mark.parametrize("implementation", ["eager", "flex_attention"])
+def test_padded_kernels_agree_with_packed_sdpa(variant, implementation):
+    """transformers' padded kernels (eager; flex attention with its block mask) equal mGTE's packed default."""
+    skip_without_inductor(implementation)
     model = make_model(MgteModel, **VARIANTS[variant])
     ids, mask = random_batch([12, 3, 7, 1], pad_id=model.config.pad_token_id or 0)
+    assert model.config._attn_implementation == "sdpa"  # the default, packed
     with torch.no_grad():
         packed = model(input_ids=ids, attention_mask=mask).last_hidden_state
-        model.config.attn_backend = backend
+        model.set_attn_implementation(implementation)
         other = model(input_ids=ids, attention_mask=mask).last_hidden_state
+    assert model.config._attn_implementation == implementation
     assert (packed - other)[mask.bool()].abs().max().item() <= TOL
 
 
@@ -130,36 +134,43 @@ def test_gradcheck_through_packed_path():
     assert torch.autograd.gradcheck(f, (embeds,), eps=1e-6, atol=1e-5)
 
 
-def test_packed_gradients_equal_padded_sdpa_gradients():
+def test_packed_gradients_equal_eager_gradients():
     model = make_model(MgteForEmbedding)
     ids, mask = random_batch([6, 13, 2])
     grads = {}
-    for backend in ("packed", "sdpa"):
+    for implementation in ("sdpa", "eager"):
         model.zero_grad()
-        model.config.attn_backend = backend
+        model.set_attn_implementation(implementation)
         out = model(input_ids=ids, attention_mask=mask)
         (out.dense.sum() + out.sparse.sum()).backward()
-        grads[backend] = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
-    assert (grads["packed"] - grads["sdpa"]).abs().max().item() <= 1e-5
+        grads[implementation] = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+    assert (grads["sdpa"] - grads["eager"]).abs().max().item() <= 1e-5
 
 
-def test_gradient_checkpointing_gives_same_gradients():
-    model = make_model(MgteForMaskedLM, hidden_dropout_prob=0.0).train()
+@pytest.mark.parametrize("cls", [MgteForMaskedLM, MgteForEmbedding])
+def test_gradient_checkpointing_gives_same_gradients(cls):
+    model = make_model(cls, hidden_dropout_prob=0.0).train()
     ids, mask = random_batch([6, 9])
-    labels = ids.masked_fill(mask == 0, -100)
+
+    def loss():
+        if cls is MgteForMaskedLM:
+            return model(input_ids=ids, attention_mask=mask, labels=ids.masked_fill(mask == 0, -100)).loss
+        out = model(input_ids=ids, attention_mask=mask)
+        return out.dense.pow(2).sum() + out.sparse.sum()
+
     grads = []
     for enable in (False, True):
         if enable:
             model.activation_checkpointing_enable()
         model.zero_grad()
-        model(input_ids=ids, attention_mask=mask, labels=labels).loss.backward()
+        loss().backward()
         grads.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]))
     assert model.new.encoder.layer[0].gradient_checkpointing
     assert torch.allclose(grads[0], grads[1], atol=1e-6)
 
 
 def test_mlm_sparse_prediction_matches_full_logits():
-    model = make_model(MgteForMaskedLM)
+    model = make_model(MgteForMaskedLM, sparse_prediction=True)
     ids, mask = random_batch([7, 12])
     labels = torch.full_like(ids, -100)
     labels[0, 2], labels[1, 5], labels[1, 11] = 7, 8, 9
@@ -207,15 +218,43 @@ def test_embedding_head_dimensions_and_sparse():
             model(input_ids=ids, attention_mask=mask, dimension=bad)
 
 
-def test_output_attentions_use_eager_and_hidden_states(encoder):
-    ids, mask = random_batch([5, 3])
-    with torch.no_grad():
-        out = encoder(input_ids=ids, attention_mask=mask, output_attentions=True, output_hidden_states=True)
+def test_mlm_logits_are_padded_by_default():
+    model = make_model(MgteForMaskedLM)
+    ids, mask = random_batch([7, 12])
+    labels = ids.masked_fill(mask == 0, -100)
+    out = model(input_ids=ids, attention_mask=mask, labels=labels)
+    assert not model.config.sparse_prediction and out.logits.shape == (2, 12, 320)
+
+
+def test_attentions_and_hidden_states_come_padded_by_input_position_with_gradients():
+    model = make_model(MgteModel, attn_implementation="eager")
+    ids, mask = random_batch([5, 3], left=True)
+    out = model(input_ids=ids, attention_mask=mask, output_attentions=True, output_hidden_states=True)
     assert len(out.attentions) == 2 and out.attentions[0].shape == (2, 4, 5, 5)
     assert torch.allclose(out.attentions[0].sum(-1), torch.ones(2, 4, 5))
-    assert out.attentions[0][1, :, :3, 3:].abs().max() == 0  # padded keys get no weight
-    assert len(out.hidden_states) == 3
+    assert out.attentions[0][1, :, :, :2].abs().max() == 0  # the left padding of row 1 gets no weight
+    assert len(out.hidden_states) == 3 and out.hidden_states[0].shape == (2, 5, 32)
     assert torch.equal(out.hidden_states[-1], out.last_hidden_state)
+    assert out.hidden_states[1][1, :2].abs().max() == 0  # zeros at padding, in the input's layout
+    for t in (*out.hidden_states[:-1], out.attentions[0]):
+        t.retain_grad()
+    out.last_hidden_state[1, 4].sum().backward()
+    assert all(t.grad is not None and t.grad.abs().sum() > 0 for t in (*out.hidden_states[:-1], out.attentions[0]))
+
+
+def test_sdpa_returns_no_attention_weights_and_says_so(encoder, caplog):
+    ids, mask = random_batch([5, 3])
+    with torch.no_grad():
+        out = encoder(input_ids=ids, attention_mask=mask, output_attentions=True)
+    assert out.attentions == ()
+
+
+def test_hidden_states_selected_by_index(encoder):
+    ids, mask = random_batch([5, 3])
+    with torch.no_grad():
+        full = encoder(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states
+        some = encoder(input_ids=ids, attention_mask=mask, output_hidden_states=[0, -1]).hidden_states
+    assert some[1] is None and torch.equal(some[0], full[0]) and torch.equal(some[-1], full[-1])
 
 
 def test_return_tuple(encoder):
@@ -225,19 +264,32 @@ def test_return_tuple(encoder):
     assert isinstance(tup, tuple) and tup[0].shape == (1, 3, 32)
 
 
-def test_unavailable_backend_falls_back_with_one_warning():
-    model = make_model(MgteModel, attn_backend="xformers")
-    ids, mask = random_batch([3, 5])
-    with pytest.warns(UserWarning, match="falling back"):
-        from mgte_hf.modeling import attention_mgte
+def test_unavailable_mgte_kernels_are_refused_at_load(monkeypatch):
+    from mgte_hf.modeling import attention_mgte
 
-        attention_mgte._warned.discard("xformers")
-        with torch.no_grad():
-            out = model(input_ids=ids, attention_mask=mask).last_hidden_state
-    model.config.attn_backend = "packed"
+    monkeypatch.setattr(attention_mgte, "xops", None)
+    with pytest.raises(ValueError, match="needs xformers"):
+        make_model(MgteModel, attn_implementation="mgte_xformers")
+    with pytest.raises(ValueError, match="is not supported"):
+        make_model(MgteModel).set_attn_implementation("no_such_kernel")
+
+
+def test_packed_input_from_transformers_flattening_collator():
+    """DataCollatorWithFlattening's two outputs — position ids restarting at 0, or flash-attention offsets — are
+    packed input, equal to the padded batch."""
+    from transformers import DataCollatorWithFlattening
+
+    model = make_model(MgteForMaskedLM)
+    ids, mask = random_batch([5, 11, 2])
+    features = [{"input_ids": row[m.bool()].tolist()} for row, m in zip(ids, mask)]
     with torch.no_grad():
-        ref = model(input_ids=ids, attention_mask=mask).last_hidden_state
-    assert torch.equal(out, ref)
+        padded = model(input_ids=ids, attention_mask=mask).logits[mask.bool()]
+        for flash_kwargs in (False, True):
+            batch = DataCollatorWithFlattening(return_flash_attn_kwargs=flash_kwargs, return_position_ids=not flash_kwargs)(
+                features, return_tensors="pt")
+            batch.pop("labels")
+            got = model(**batch).logits[0]
+            assert (got - padded).abs().max().item() <= TOL
 
 
 @pytest.fixture(scope="module")
@@ -265,6 +317,21 @@ class TestBadInput:
          "0 and 1"),
         (lambda: dict(), "input_ids or inputs_embeds"),
         (lambda: dict(input_ids=torch.ones(1, 3, dtype=torch.long), dimension=33), "not allowed"),
+        (lambda: dict(input_ids=torch.ones(1, 3, dtype=torch.uint8)), "torch.long"),
+        (lambda: dict(inputs_embeds=torch.zeros(1, 3, 16)), "hidden_size=32"),
+        (lambda: dict(inputs_embeds=torch.zeros(1, 3, 32, dtype=torch.float64)), "cast them"),
+        (lambda: dict(inputs_embeds=torch.full((1, 3, 32), float("nan"))), "NaN or inf"),
+        (lambda: dict(inputs_embeds=torch.tensor([[[float("inf")] * 32]])), "NaN or inf"),
+        (lambda: dict(input_ids=torch.ones(2, 3, dtype=torch.long), position_ids=torch.arange(3)[None]),
+         "position_ids"),
+        (lambda: dict(input_ids=torch.ones(1, 3, dtype=torch.long), position_ids=torch.tensor([[0, -1, 2]])),
+         "position_ids"),
+        (lambda: dict(input_ids=torch.ones(1, 3, dtype=torch.long), position_ids=torch.tensor([[0.0, 1.0, 2.0]])),
+         "position_ids"),
+        (lambda: dict(input_ids=torch.ones(1, 3, dtype=torch.long), seqlens=[2, 2]), "seqlens"),
+        (lambda: dict(input_ids=torch.ones(1, 3, dtype=torch.long), seqlens=[3, 0]), "seqlens"),
+        (lambda: dict(input_ids=torch.ones(1, 3, dtype=torch.long), attention_mask=torch.ones(1, 3), seqlens=[3]),
+         "no attention_mask"),
     ])
     def test_clear_errors(self, two_type_embedder, make, match):
         with pytest.raises(ValueError, match=match):
@@ -279,10 +346,49 @@ class TestBadInput:
         for t, c in zip((ids, mask, types), copies):
             assert torch.equal(t, c)
 
+    @pytest.mark.parametrize("cls,labels,match", [
+        (MgteForSequenceClassification, torch.tensor([1, 0, 1]), r"labels \(3,\) do not fit"),  # batch of 1
+        (MgteForMaskedLM, torch.ones(1, 4, dtype=torch.long), "shape of input_ids"),
+        (MgteForTokenClassification, torch.ones(3, dtype=torch.long), "shape of input_ids"),
+        (MgteForMaskedLM, torch.ones(1, 3), "integer class ids"),
+    ])
+    def test_labels_that_do_not_fit_are_refused_not_broadcast(self, cls, labels, match):
+        model = make_model(cls, num_labels=1 if cls is MgteForSequenceClassification else 2)
+        with pytest.raises(ValueError, match=match):
+            model(input_ids=torch.ones(1, 3, dtype=torch.long), labels=labels)
+
+    def test_unknown_keyword_arguments_are_refused(self, two_type_embedder):
+        with pytest.raises(TypeError, match="attention_mak"):
+            two_type_embedder(input_ids=torch.ones(1, 3, dtype=torch.long), attention_mak=torch.ones(1, 3))
+
+    def test_sequences_past_the_trained_length_warn_once(self, caplog):
+        from transformers.utils import logging as hf_logging
+
+        model = make_model(MgteModel)  # max_position_embeddings 16
+        hf_logging.get_logger("mgte_hf.modeling.modeling_mgte").warning_once.cache_clear()
+        with caplog.at_level("WARNING"):
+            model(input_ids=torch.ones(1, 200, dtype=torch.long))
+            model(input_ids=torch.ones(1, 300, dtype=torch.long))
+        assert sum("max_position_embeddings" in r.message for r in caplog.records) == 1
+
     def test_absolute_positions_refuse_long_sequences(self):
         model = make_model(MgteModel, position_embedding_type="absolute", max_position_embeddings=8)
         with pytest.raises(ValueError, match="max_position_embeddings"):
             model(input_ids=torch.ones(1, 9, dtype=torch.long))
+
+
+def test_a_mask_with_a_hole_matches_transformers_gte():
+    """[1, 0, 1, 1, 1]: the masked token is a hidden key, not a deleted one, as in transformers' GteModel."""
+    from benchmarks.gte import gte_from_mgte
+
+    model = make_model(MgteModel, rope_scaling=None)
+    gte = gte_from_mgte(model).eval()
+    ids, _ = random_batch([5, 5], seed=3)
+    mask = torch.tensor([[1, 0, 1, 1, 1], [1, 1, 1, 0, 0]])
+    with torch.no_grad():
+        ours = model(input_ids=ids, attention_mask=mask).last_hidden_state
+        theirs = gte(input_ids=ids, attention_mask=mask).last_hidden_state
+    assert (ours - theirs)[mask.bool()].abs().max().item() <= TOL
 
 
 def test_token_type_ids_are_used_when_type_vocab_is_two():
@@ -320,7 +426,7 @@ def test_inference_rope_is_bitwise_the_autograd_rope(dtype):
 
 
 def test_packed_mlm_with_labels_equals_padded():
-    model = make_model(MgteForMaskedLM)
+    model = make_model(MgteForMaskedLM, sparse_prediction=True)
     ids, mask = random_batch([6, 3, 9])
     labels = torch.full_like(ids, -100)
     labels[0, 1], labels[2, 8], labels[1, 2] = 11, 12, 13

@@ -74,7 +74,8 @@ def saved_config(out: Path) -> dict:
 def test_pretrain_mlm_runs_its_curriculum_and_saves_the_last_stage(quick_runs):
     out, _ = quick_runs["pretrain_mlm"]
     config = saved_config(out)
-    assert (config["rope_theta"], config["rope_scaling"], config["max_position_embeddings"]) == (160000.0, None, 256)
+    assert config["rope_parameters"] == {"rope_type": "default", "rope_theta": 160000.0}
+    assert config["max_position_embeddings"] == 256
     assert len(curve(out)["loss"]) == 3 and any("eval_loss" in h for h in curve(out)["eval"])
     assert (out / "model.safetensors").is_file() and (out / "tokenizer.json").is_file()
 
@@ -82,7 +83,7 @@ def test_pretrain_mlm_runs_its_curriculum_and_saves_the_last_stage(quick_runs):
 def test_contrastive_pretrain_saves_the_revntk_inference_config(quick_runs):
     out, _ = quick_runs["contrastive_pretrain"]
     config = saved_config(out)
-    assert (config["rope_theta"], config["rope_scaling"]) == (20000.0, {"type": "ntk", "factor": 8.0})
+    assert config["rope_parameters"] == {"rope_type": "ntk", "rope_theta": 20000.0, "factor": 8.0}
     assert any("eval_dense_ndcg@10" in h for h in curve(out)["eval"])
 
 

@@ -123,6 +123,8 @@ def test_mlm_curriculum_switches_rope_base_and_context_length(tmp_path, tiny_tok
     model.register_forward_pre_hook(
         lambda m, args, kwargs: seen.append((m.config.rope_theta, int(kwargs["seqlens"].max())))
         if "seqlens" in kwargs else None, with_kwargs=True)
+    logits = []  # the head runs at the masked positions only: (n_labelled, V) logits, the config left as it was
+    model.register_forward_hook(lambda m, args, out: logits.append(out.logits.dim()))
     args = training_args(MgteMLMTrainingArguments, tmp_path, max_steps=4, curriculum_max_lengths=[16, 40],
                          curriculum_rope_thetas=[10000, 160000], curriculum_stage_steps=[2, 2])
     recorder = Recorder(lambda state, m: (state.global_step, m.config.rope_theta, m.config.rope_scaling,
@@ -137,6 +139,7 @@ def test_mlm_curriculum_switches_rope_base_and_context_length(tmp_path, tiny_tok
     assert [longest for _, longest in seen[:2]] == [16, 16] and 16 < max(n for _, n in seen[2:]) <= 40
     logged = [(h["rope_theta"], h["max_length"]) for h in trainer.state.log_history if "loss" in h]
     assert logged == [(10000.0, 16), (10000.0, 16), (160000.0, 40), (160000.0, 40)]
+    assert logits == [2] * 4 and model.config.sparse_prediction is False
 
     # RoPE comes from the config at every forward: the model equals a fresh one built from its current config
     model.eval()
@@ -173,6 +176,21 @@ def test_stagewise_learning_rate_warms_up_and_decays_within_each_stage():
     assert factor[13] == pytest.approx(0.1 / 3) and factor[14] == 0.0
 
 
+def test_stagewise_schedule_is_built_again_for_each_train_call(tmp_path, tiny_tokenizer):
+    model = make_model(MgteForMaskedLM, **PLAIN_ROPE).train()
+    args = training_args(MgteMLMTrainingArguments, tmp_path, max_steps=4, curriculum_max_lengths=[16, 24],
+                         curriculum_rope_thetas=[10000, 160000], curriculum_stage_steps=[2, 2],
+                         curriculum_learning_rates=[1e-3, 1e-4], warmup_steps=0.5)
+    trainer = MgteMLMTrainer(model=model, args=args, train_dataset=Dataset.from_dict({"text": SENTENCES}),
+                             processing_class=tiny_tokenizer)
+    trainer.train()
+    first = trainer.lr_scheduler
+    assert first.lr_lambdas[0].keywords["stage_steps"] == [2, 2]
+    args.max_steps, args.curriculum_stage_steps = 6, [4, 2]
+    trainer.train()
+    assert trainer.lr_scheduler is not first and trainer.lr_scheduler.lr_lambdas[0].keywords["stage_steps"] == [4, 2]
+
+
 def test_mlm_stage_steps_default_to_the_papers_proportions():
     args = MgteMLMTrainingArguments(output_dir="unused", report_to="none")
     assert args.stage_steps(280) == [250, 30]
@@ -201,7 +219,7 @@ def test_contrastive_trainer_trains_at_base_over_f_and_saves_the_inference_confi
     assert any(h.get("eval_score") == 0.5 for h in trainer.state.log_history)
     assert (model.config.rope_theta, model.config.rope_scaling) == (20000.0, ntk8)  # leaves in inference form
     checkpoint = json.loads((tmp_path / "out" / "checkpoint-1" / "config.json").read_text())
-    assert (checkpoint["rope_theta"], checkpoint["rope_scaling"]) == (20000.0, ntk8)
+    assert checkpoint["rope_parameters"] == {"rope_type": "ntk", "rope_theta": 20000.0, "factor": 8.0}
 
     trainer.save_model(str(tmp_path / "final"))
     saved = MgteForEmbedding.from_pretrained(tmp_path / "final")

@@ -10,6 +10,7 @@ import sys
 
 COMMAND_MODULES = (
     "info", "convert", "export", "encode", "rerank", "search", "encode_corpus", "search_shards", "data", "evaluate", "demo",
+    "serve",
 )
 
 
@@ -22,7 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="mgte-hf",
         description="mGTE models: encode (dense + sparse), rerank, search, convert checkpoints, data and evaluation.",
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details (and show tracebacks)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(f"{__name__}.{name}").add_parser(sub)
@@ -34,8 +35,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     try:
         return int(args.func(args) or 0)
-    except (CliError, ValueError, FileNotFoundError) as err:
-        print(f"mgte-hf {args.command}: error: {err}", file=sys.stderr)
+    except (CliError, ValueError, TypeError, OSError) as err:  # user errors: one line, exit status 2
+        if args.verbose:
+            raise
+        message = str(err).strip() or type(err).__name__
+        print(f"mgte-hf {args.command}: error: {message.splitlines()[0]}", file=sys.stderr)
         return 2
 
 

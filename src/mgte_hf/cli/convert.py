@@ -28,15 +28,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mgte_hf.cli import CliError
     from mgte_hf.convert import convert_checkpoint, detect_format
 
-    try:
-        source = detect_format(args.src)
-        checkpoint = convert_checkpoint(args.src, args.dst, to=args.to, overwrite=args.overwrite,
-                                        copy_tokenizer=not args.no_tokenizer)
-    except FileExistsError as err:
-        raise CliError(f"{args.dst} exists and is not empty; pass --overwrite to replace it.") from err
+    source = detect_format(args.src)
+    checkpoint = convert_checkpoint(args.src, args.dst, to=args.to, overwrite=args.overwrite,
+                                    copy_tokenizer=not args.no_tokenizer)
     dtype = str(checkpoint.dtype).removeprefix("torch.")
     print(f"{args.src} ({source}, {checkpoint.architecture}, {dtype}) -> {args.dst} ({args.to})")
     return 0

@@ -12,12 +12,13 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
 
 from . import CliError
-from .encode import add_model_arguments, load
+from .common import add_model_arguments, add_overwrite_argument, add_record_arguments, load
 
 
 EXAMPLES = """examples:
@@ -28,7 +29,8 @@ EXAMPLES = """examples:
 
 Run the same command again after a crash or a kill: finished chunks are checked (sha256) and skipped, and the
 output ends byte-identical to an uninterrupted run. --input is a .jsonl file (one object per line with the id and
-text fields) or a folder written by datasets' save_to_disk (--split for one with several splits).
+text fields), a .tsv or .txt file, or a folder written by datasets' save_to_disk (--split for one with several
+splits). A folder holding shards of another run is refused unless --overwrite.
 """
 # Ranks meet after the scan and at the end, where the first to finish waits for the slowest: a resumed run can leave
 # one rank far more chunks than another, so the wait may be long (the default NCCL timeout is 10 minutes).
@@ -49,14 +51,14 @@ def configure(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
     add_model_arguments(p)
     p.add_argument("--input", required=True, metavar="PATH",
-                   help="corpus.jsonl, or a folder written by datasets' save_to_disk")
+                   help="corpus.jsonl, .tsv or .txt, or a folder written by datasets' save_to_disk")
     p.add_argument("--split", help="the split to read from a saved DatasetDict")
     p.add_argument("--output-dir", required=True, metavar="DIR", help="the shard folder (created; resumed if present)")
-    p.add_argument("--id-field", default="id", help="field holding the document id (default: id)")
-    p.add_argument("--text-field", default="text", help="field holding the text (default: text)")
+    add_record_arguments(p)
     p.add_argument("--chunk-size", type=int, default=DEFAULT_CHUNK_SIZE,
                    help=f"documents per chunk: the unit of work and of resuming (default {DEFAULT_CHUNK_SIZE})")
     p.add_argument("--dimension", type=int, help="dense size (Matryoshka truncation); default: the model's full size")
+    add_overwrite_argument(p, "the shards of another run (and foreign chunk folders) in --output-dir")
     p.set_defaults(func=run)
     return p
 
@@ -77,21 +79,26 @@ def process_group(device: torch.device) -> Iterator[None]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from mgte_hf.corpus import open_corpus
     from mgte_hf.inference import MgteEmbedder
-    from mgte_hf.shards import encode_to_shards, open_corpus
+    from mgte_hf.inference.common import resolve_device
+    from mgte_hf.shards import encode_to_shards
 
+    if Path(args.output_dir).expanduser().resolve() == Path(args.input).expanduser().resolve():
+        raise CliError(f"--output-dir {args.output_dir} is the --input; choose another folder.")
     try:
-        corpus = open_corpus(args.input, args.id_field, args.text_field, args.split)
+        corpus = open_corpus(args.input, None if args.line_ids else args.id_field, args.text_field, args.split)
     except FileNotFoundError as err:
         raise CliError(f"--input: {err}") from err
     if args.chunk_size < 1:
         raise CliError(f"--chunk-size must be a positive integer, got {args.chunk_size}.")
-    device = torch.device(args.device) if args.device else torch.device(
+    device = resolve_device(args.device) if args.device else torch.device(
         f"cuda:{os.environ.get('LOCAL_RANK', '0')}" if torch.cuda.is_available() else "cpu")
     with process_group(device):
         embedder = load(MgteEmbedder, args.model, argparse.Namespace(**{**vars(args), "device": device}),
                         dimension=args.dimension)
-        result = encode_to_shards(embedder, corpus, args.output_dir, chunk_size=args.chunk_size)
+        result = encode_to_shards(embedder, corpus, args.output_dir, chunk_size=args.chunk_size,
+                                  overwrite=args.overwrite)
         rank, world_size = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
     rate = result.texts_encoded / result.seconds if result.seconds else 0.0
     print(f"rank {rank}/{world_size}: encoded {len(result.encoded)} chunks ({result.texts_encoded} texts, "

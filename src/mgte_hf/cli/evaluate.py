@@ -34,6 +34,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     p.add_argument("--dtype", help="model dtype, e.g. float32, bfloat16 (default: float32)")
     p.add_argument("--cache", help="data cache for set names and the BM25 tokenizer (default: $MGTE_DATA)")
+    p.add_argument("--unknown-docs", choices=("keep", "drop", "error"), default="keep",
+                   help="judgements naming documents absent from the corpus: keep them as relevant and never "
+                        "retrieved (trec_eval's convention, the default), drop them, or stop with an error")
+    p.add_argument("--overwrite", action="store_true", help="replace the report files in --output if they exist")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
 
@@ -41,9 +45,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from mgte_hf.evaluation import load_beir
     from mgte_hf.evaluation.retrieval import RetrievalEvaluator
+    from mgte_hf.outputs import check_output
 
     systems = _systems(args)
-    dataset = load_beir(resolve_dataset(args.dataset, args.cache), split=args.split)
+    for suffix in ("json", "md", "png"):  # before any work: the report must be writable
+        check_output(Path(args.output) / f"report.{suffix}", overwrite=args.overwrite, what="--output file")
+    dataset = load_beir(resolve_dataset(args.dataset, args.cache), split=args.split, unknown_docs=args.unknown_docs)
     embedder = _embedder(args) if any(s != "bm25" for s in systems) else None
     tokenizer = None
     if embedder is None:
@@ -59,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
         max_queries=args.max_queries, seed=args.seed, batch_tokens=args.batch_tokens,
         show_progress_bar=not args.quiet)
     report = evaluator.run(embedder)
-    paths = report.save(args.output)
+    paths = report.save(args.output, overwrite=args.overwrite)
     print(report.to_markdown())
     print("written: " + ", ".join(str(p) for p in paths.values()))
     return 0
@@ -82,8 +89,14 @@ def resolve_dataset(name: str, cache: str | None) -> Path:
 
 
 def _systems(args: argparse.Namespace) -> list[str]:
+    from mgte_hf.evaluation.retrieval import SYSTEMS
+
     if args.systems:
         systems = [s.strip() for s in args.systems.split(",") if s.strip()]
+        unknown = [s for s in systems if s not in SYSTEMS]
+        if unknown or not systems:
+            raise CliError(f"--systems: unknown system {', '.join(map(repr, unknown)) or 'list (empty)'}; choose "
+                           f"from {', '.join(SYSTEMS)}.")
     elif args.model:
         systems = ["bm25", "dense", "sparse", "hybrid"] + (["rerank"] if args.reranker else [])
     else:

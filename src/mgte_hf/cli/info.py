@@ -20,7 +20,7 @@ def collect(model: str | None) -> dict:
     import transformers
 
     import mgte_hf
-    from mgte_hf.modeling import ATTENTION_BACKENDS, MgteConfig, backend_available
+    from mgte_hf.modeling import MgteConfig, available_implementations
 
     info = {
         "mgte_hf": mgte_hf.__version__,
@@ -31,9 +31,7 @@ def collect(model: str | None) -> dict:
         "threads": torch.get_num_threads(),
     }
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
-    info["backends"] = {
-        dev.type: [n for n in ATTENTION_BACKENDS if backend_available(n, dev, torch.bfloat16)] for dev in devices
-    }
+    info["attn_implementations"] = {dev.type: available_implementations(dev, torch.bfloat16) for dev in devices}
     if model:
         config = MgteConfig.from_pretrained(model)
         info["model"] = {

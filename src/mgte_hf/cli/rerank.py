@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from .encode import add_model_arguments, add_record_arguments, load, one_line, read_records
+from .common import add_model_arguments, add_record_arguments, load, one_line, read_documents
 
 
 EXAMPLES = """examples:
@@ -25,7 +25,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_model_arguments(p, what="reranker")
     p.add_argument("--query", required=True, help="the query text")
     p.add_argument("--documents", required=True, metavar="FILE",
-                   help="FILE.txt (one document per line) or FILE.jsonl")
+                   help="FILE.txt (one document per line), FILE.jsonl or FILE.tsv")
     add_record_arguments(p)
     p.add_argument("--top-k", type=int, help="print only the best K documents (default: all)")
     p.add_argument("--normalize", action="store_true", help="sigmoid scores in (0, 1) instead of raw logits")
@@ -36,7 +36,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from mgte_hf.inference import MgteReranker
 
-    ids, documents = read_records(args.documents, args.field, args.id_field)
+    ids, documents = read_documents(args.documents, args)
     reranker = load(MgteReranker, args.model, args)
     results = reranker.rank(args.query, documents, top_k=args.top_k, normalize=args.normalize)
     for rank, result in enumerate(results, 1):

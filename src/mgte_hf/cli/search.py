@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 from . import CliError
-from .encode import add_model_arguments, add_record_arguments, load, one_line, read_records
+from .common import (
+    add_model_arguments,
+    add_overwrite_argument,
+    add_record_arguments,
+    load,
+    model_files,
+    print_hits,
+    read_documents,
+)
 
 
 EXAMPLES = """examples:
@@ -41,44 +48,49 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--reranker", metavar="DIR", help="rerank the first-stage hits with this reranker folder")
     p.add_argument("--rerank-top-k", type=int, help="first-stage hits the reranker re-scores (default: --top-k)")
     p.add_argument("--json", action="store_true", help="print one JSON object per query")
+    p.add_argument("--allow-other-model", action="store_true",
+                   help="query a saved index with a model other than the one that built it (warns)")
+    add_overwrite_argument(p, "the saved index in --index-dir (with --corpus)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from mgte_hf.index import HybridIndex
+    from mgte_hf.index import INDEX_META, HybridIndex
     from mgte_hf.inference import MgteEmbedder, MgteReranker
+    from mgte_hf.outputs import check_output
 
-    saved = args.index_dir is not None and (Path(args.index_dir) / "index.json").is_file()
-    if saved and args.corpus:
-        raise CliError(f"{args.index_dir} already holds an index: drop --corpus to query it, or pick a new "
-                       "--index-dir to build another.")
-    if not saved and not args.corpus:
+    index_dir = Path(args.index_dir) if args.index_dir is not None else None
+    saved = index_dir is not None and (index_dir / INDEX_META).is_file()
+    if args.corpus:
+        if saved and not args.overwrite:
+            raise CliError(f"{index_dir} already holds an index: drop --corpus to query it, pass --overwrite to "
+                           "build it again, or pick a new --index-dir.")
+        if index_dir is not None:  # before any work: refuse a folder that would be replaced or holds the inputs
+            check_output(index_dir, overwrite=args.overwrite, inputs=[args.corpus, *model_files(args.model)],
+                         folder=True, what="--index-dir")
+    elif index_dir is None:
         raise CliError("give --corpus FILE to index, or --index-dir DIR of a saved index.")
-    if not args.query and not args.index_dir:
+    elif not saved:
+        state = "does not exist" if not index_dir.exists() else f"holds no saved index (no {INDEX_META})"
+        raise CliError(f"--index-dir {index_dir} {state}; give --corpus FILE as well to build an index there.")
+    if not args.query and not (args.corpus and index_dir is not None):
         raise CliError("nothing to do: give --query TEXT, and/or --index-dir DIR to save the index.")
     reranker = load(MgteReranker, args.reranker, args) if args.reranker else None
     embedder = load(MgteEmbedder, args.model, args, dimension=args.dimension)
-    if saved:
-        index = HybridIndex.load(args.index_dir, embedder)
+    if not args.corpus:
+        index = HybridIndex.load(index_dir, embedder, allow_other_model=args.allow_other_model)
         if args.dimension is not None and args.dimension != index.dimension:
             raise CliError(f"--dimension {args.dimension} differs from the saved index's {index.dimension}.")
     else:
-        ids, documents = read_records(args.corpus, args.field, args.id_field)
+        ids, documents = read_documents(args.corpus, args)
         index = HybridIndex(embedder)
-        index.add(documents, ids=[str(i) for i in ids])
-        if args.index_dir:
-            index.save(args.index_dir)
-            print(f"saved an index of {len(index)} documents to {args.index_dir}", file=sys.stderr)
+        index.add(documents, ids=ids)
+        if index_dir is not None:
+            index.save(index_dir, overwrite=args.overwrite)
+            print(f"saved an index of {len(index)} documents to {index_dir}", file=sys.stderr)
     if not args.query:
         return 0
     hits = index.search(args.query, top_k=args.top_k, mode=args.mode, dense_weight=args.dense_weight,
                         sparse_weight=args.sparse_weight, reranker=reranker, rerank_top_k=args.rerank_top_k)
-    for query, row in zip(args.query, hits, strict=True):
-        if args.json:
-            print(json.dumps({"query": query, "hits": [{"rank": r, "id": h.id, "score": h.score, "text": h.document}
-                                                       for r, h in enumerate(row, 1)]}, ensure_ascii=False))
-            continue
-        print(f"query: {query}")
-        for rank, hit in enumerate(row, 1):
-            print(f"{rank}\t{hit.score:.4f}\t{hit.id}\t{one_line(hit.document)}")
+    print_hits(args.query, hits, as_json=args.json, texts=True)
     return 0

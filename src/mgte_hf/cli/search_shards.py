@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 
 from . import CliError
-from .encode import add_model_arguments, load
+from .common import add_model_arguments, load, print_hits
 
 
 EXAMPLES = """examples:
@@ -32,6 +31,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sparse-weight", type=float, default=0.1, help="hybrid weight of the lexical score (default 0.1)")
     p.add_argument("--verify", action="store_true", help="check every shard file's sha256 first")
     p.add_argument("--json", action="store_true", help="print one JSON object per query")
+    p.add_argument("--allow-other-model", action="store_true",
+                   help="query with a model other than the one that wrote the shards (warns)")
     p.set_defaults(func=run)
 
 
@@ -41,17 +42,10 @@ def run(args: argparse.Namespace) -> int:
 
     embedder = load(MgteEmbedder, args.model, args)
     try:
-        index = ShardedIndex(args.index_dir, embedder, verify=args.verify)
+        index = ShardedIndex(args.index_dir, embedder, verify=args.verify, allow_other_model=args.allow_other_model)
     except FileNotFoundError as err:
         raise CliError(f"--index-dir: {err}") from err
     hits = index.search(args.query, top_k=args.top_k, mode=args.mode, dense_weight=args.dense_weight,
                         sparse_weight=args.sparse_weight)
-    for query, row in zip(args.query, hits, strict=True):
-        if args.json:
-            print(json.dumps({"query": query, "hits": [{"rank": r, "id": h.id, "score": h.score, "row": h.index}
-                                                       for r, h in enumerate(row, 1)]}, ensure_ascii=False))
-            continue
-        print(f"query: {query}")
-        for rank, hit in enumerate(row, 1):
-            print(f"{rank}\t{hit.score:.4f}\t{hit.id}")
+    print_hits(args.query, hits, as_json=args.json, texts=False)
     return 0

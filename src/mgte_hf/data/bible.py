@@ -19,8 +19,7 @@ import struct
 import zlib
 from collections.abc import Iterator, Mapping
 
-from mgte_hf.evaluation.beir import BeirDataset, write_beir
-
+from .beir import BeirDataset, write_beir
 from .cache import BuildContext, beir_dir, length_stats
 from .fetchers import DebianArchive, deb_files
 
@@ -150,7 +149,7 @@ def build(ctx: BuildContext, fetched: dict) -> dict:
         texts[lang] = read_module({name[len(prefix):]: data for name, data in files.items()})
     files, counts, tokens = [], {lang: {"verses": len(v)} for lang, v in texts.items()}, {}
     for dataset in verse_sets(texts):
-        folder = write_beir(dataset, beir_dir(ctx.root, dataset.name))
+        folder = write_beir(dataset, beir_dir(ctx.root, dataset.name), overwrite=True)  # the cache is ours
         files += [folder / "corpus.jsonl", folder / "queries.jsonl", folder / "qrels" / "test.tsv"]
         counts[dataset.name] = dataset.stats()
         if "-" not in dataset.name[len("bible-"):]:  # monolingual: one set per language for the statistics

@@ -27,7 +27,9 @@ from pathlib import Path
 from tokenizers import Tokenizer
 from transformers import PreTrainedTokenizerBase
 
-from mgte_hf.tokenizer import data_home, sha256_file
+from mgte_hf.hashing import file_record, sha256_file
+from mgte_hf.outputs import write_atomic
+from mgte_hf.tokenizer import data_home, token_counts
 
 
 logger = logging.getLogger(__name__)
@@ -62,13 +64,7 @@ def load_manifest(cache: str | os.PathLike | None = None) -> dict:
 
 
 def save_manifest(root: Path, manifest: dict) -> None:
-    partial = root / (MANIFEST_NAME + ".partial")
-    partial.write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    partial.replace(root / MANIFEST_NAME)
-
-
-def file_record(path: Path) -> dict:
-    return {"sha256": sha256_file(path), "bytes": path.stat().st_size}
+    write_atomic(root / MANIFEST_NAME, json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
 
 
 def record_files(root: Path, paths: Iterable[Path]) -> dict[str, dict]:
@@ -86,14 +82,6 @@ def changed_files(root: Path, files: dict[str, dict]) -> list[str]:
     return bad
 
 
-def token_lengths(tokenizer: PreTrainedTokenizerBase | Tokenizer, texts: Sequence[str]) -> list[int]:
-    """Token count of each text, without special tokens (through the Rust tokenizer, in one batch)."""
-    backend = getattr(tokenizer, "backend_tokenizer", tokenizer)
-    if hasattr(backend, "encode_batch"):
-        return [len(e.ids) for e in backend.encode_batch(list(texts), add_special_tokens=False)]
-    return [len(ids) for ids in tokenizer(list(texts), add_special_tokens=False, verbose=False)["input_ids"]]
-
-
 def length_stats(tokenizer: PreTrainedTokenizerBase | Tokenizer, texts: Sequence[str], max_texts: int = 5000) -> dict:
     """Token-length statistics (no special tokens): count, total, mean, median, p90, max.
 
@@ -103,7 +91,7 @@ def length_stats(tokenizer: PreTrainedTokenizerBase | Tokenizer, texts: Sequence
     if not texts:
         return {"texts": 0, "tokens": 0}
     sample = texts if len(texts) <= max_texts else random.Random(0).sample(list(texts), max_texts)
-    ordered = sorted(token_lengths(tokenizer, sample))
+    ordered = sorted(token_counts(tokenizer, sample, special_tokens=False))
     mean = statistics.fmean(ordered)
     stats = {"texts": len(texts), "tokens": sum(ordered) if len(sample) == len(texts) else round(mean * len(texts)),
              "mean": round(mean, 1), "median": statistics.median(ordered),
@@ -166,12 +154,7 @@ def now() -> str:
 def write_jsonl(path: Path, rows: Iterable[dict]) -> Path:
     """Write rows as JSON lines, atomically (a killed build never leaves a truncated file)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    with open(partial, "w", encoding="utf-8", newline="\n") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    partial.replace(path)
-    return path
+    return write_atomic(path, (json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
 
 
 def read_jsonl(path: Path) -> Iterator[dict]:

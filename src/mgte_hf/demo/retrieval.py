@@ -12,7 +12,7 @@ from transformers import PreTrainedTokenizerBase
 
 from mgte_hf.evaluation import BeirDataset, RetrievalEvaluator
 from mgte_hf.inference import MgteEmbedder, MgteReranker
-from mgte_hf.modeling import MgteForSequenceClassification
+from mgte_hf.modeling import MgteForEmbedding, MgteForSequenceClassification
 
 from .config import DemoConfig
 from .data import DemoData
@@ -34,7 +34,9 @@ def evaluate(dataset: BeirDataset, config: DemoConfig, tokenizer: PreTrainedToke
 
 
 def embedder_of(folder: Path, tokenizer: PreTrainedTokenizerBase, max_length: int) -> MgteEmbedder:
-    return MgteEmbedder.from_pretrained(str(folder), tokenizer, device="cpu", max_length=max_length)
+    """The encoder of a stage checkpoint as an embedder; the MLM checkpoint's head is left out (its dense row
+    measures the encoder before any retrieval training)."""
+    return MgteEmbedder(MgteForEmbedding.from_pretrained(str(folder)), tokenizer, max_length=max_length)
 
 
 def best_weight(scores: Mapping[float, float]) -> float:

@@ -1,9 +1,9 @@
-"""Retrieval evaluation: BEIR-format sets, ranking metrics (also as an `evaluate` module), BM25 and the
-`RetrievalEvaluator` with its report."""
+"""Retrieval evaluation: ranking metrics (also as an `evaluate` module), BM25 and the `RetrievalEvaluator` with its
+report; the BEIR sets it reads come from `mgte_hf.data`."""
 
 from pathlib import Path
 
-from .beir import BeirDataset, document_text, load_beir, write_beir
+from ..data.beir import BeirDataset, document_text, load_beir, write_beir  # the BEIR I/O of `mgte_hf.data`
 from .bm25 import bm25_search
 from .metrics import (
     DEFAULT_METRICS,

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import torch
 
+from ..outputs import check_output, write_atomic
+
 
 @dataclass
 class SystemResult:
@@ -119,14 +121,21 @@ class RetrievalReport:
         plt.close(fig)
         return path
 
-    def save(self, folder: str | os.PathLike, stem: str = "report") -> dict[str, Path]:
-        """Write `<stem>.json`, `<stem>.md` and `<stem>.png` into `folder`; returns their paths."""
+    def save(self, folder: str | os.PathLike, stem: str = "report", *, overwrite: bool = False) -> dict[str, Path]:
+        """Write `<stem>.json`, `<stem>.md` and `<stem>.png` into `folder` (created); returns their paths.
+
+        Existing files of that name are replaced only with `overwrite=True` (checked before anything is written);
+        each file is written aside and renamed into place.
+        """
         folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
         paths = {"json": folder / f"{stem}.json", "markdown": folder / f"{stem}.md", "chart": folder / f"{stem}.png"}
-        paths["json"].write_text(json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        paths["markdown"].write_text(self.to_markdown(), encoding="utf-8")
-        self.plot(paths["chart"])
+        for path in paths.values():
+            check_output(path, overwrite=overwrite, what="report file")
+        folder.mkdir(parents=True, exist_ok=True)
+        write_atomic(paths["json"], json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n")
+        write_atomic(paths["markdown"], self.to_markdown())
+        partial = self.plot(folder / f".{stem}.partial.png")
+        os.replace(partial, paths["chart"])
         return paths
 
 

@@ -23,12 +23,15 @@ from tokenizers import Tokenizer
 from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
-from ..index import HybridIndex, SearchHit
+from ..adapters import unwrap_model
+from ..data.beir import BeirDataset, load_beir
+from ..index import HybridIndex, SearchHit, rerank_hits
 from ..inference import EmbeddingResult, MgteEmbedder, MgteReranker
-from ..modeling import MgteForEmbedding
+from ..inference.common import check_choice, check_dimension, check_positive_int
+from ..modeling import MgteForSequenceClassification
 from ..modeling.modeling_mgte import dense_embedding
 from ..scoring import DEFAULT_DENSE_WEIGHT, DEFAULT_SPARSE_WEIGHT
-from .beir import BeirDataset, load_beir
+from ..tokenizer import token_counts
 from .bm25 import BM25_B, BM25_K1, BM25_METHOD, bm25_search, xlmr_subword_tokenizer
 from .metrics import DEFAULT_METRICS, Run, evaluate_run, parse_metric
 from .report import RetrievalReport, StageResult, SystemResult, measure
@@ -38,6 +41,7 @@ logger = logging.getLogger(__name__)
 
 SYSTEMS = ("bm25", "dense", "sparse", "hybrid", "rerank")
 DEFAULT_SYSTEMS = ("bm25", "dense", "sparse", "hybrid")
+RERANK_FIRST_STAGES = ("hybrid", "bm25")
 
 
 class RetrievalEvaluator:
@@ -45,14 +49,15 @@ class RetrievalEvaluator:
 
     Args:
         dataset: a `BeirDataset` or a BEIR folder.
-        systems: any of `bm25`, `dense`, `sparse`, `hybrid`, `rerank` (reranks the hybrid top `rerank_top_k`).
+        systems: any of `bm25`, `dense`, `sparse`, `hybrid`, `rerank` (reranks the first-stage top `rerank_top_k`).
         dims: Matryoshka dimensions for `dense` (default: the embedder's dimension). Sparse, hybrid and rerank use
             the largest.
         max_lengths: document token limits (each a separate encoding); sparse and hybrid run at each, rerank at the
             largest. Queries are encoded once at the largest.
         hybrid_weights: `(dense_weight, sparse_weight)` pairs for `hybrid` (the first also feeds `rerank`).
         reranker: an `MgteReranker` or its folder, for `rerank`.
-        rerank_top_k: hybrid candidates the reranker re-scores (the rest of the top `top_k` keeps hybrid order).
+        rerank_top_k: first-stage candidates the reranker re-scores (the rest of the top `top_k` keeps their order).
+        rerank_first_stage: what `rerank` reranks: `"hybrid"` (needs the embedder) or `"bm25"` (a reranker alone).
         metrics: `NAME@K` names (ndcg, recall, mrr, map).
         top_k: documents retrieved per query (at least the largest metric cut-off).
         tokenizer: for BM25 (default: the embedder's, else the real XLM-R tokenizer of the data cache; a Rust
@@ -78,6 +83,7 @@ class RetrievalEvaluator:
         hybrid_weights: Sequence[tuple[float, float]] = ((DEFAULT_DENSE_WEIGHT, DEFAULT_SPARSE_WEIGHT),),
         reranker: MgteReranker | str | os.PathLike | None = None,
         rerank_top_k: int = 100,
+        rerank_first_stage: str = "hybrid",
         metrics: Sequence[str] = DEFAULT_METRICS,
         top_k: int = 100,
         tokenizer: PreTrainedTokenizerBase | Tokenizer | None = None,
@@ -93,18 +99,19 @@ class RetrievalEvaluator:
         self.dataset = full.sample_queries(max_queries, seed)
         self.name = name or self.dataset.name or "dataset"
         self.systems = _check_systems(systems)
-        self.dims = None if dims is None else [_positive(d, "dims") for d in dims]
-        self.max_lengths = sorted({_positive(n, "max_lengths") for n in max_lengths})
+        self.dims = None if dims is None else [check_positive_int(d, "dims") for d in dims]
+        self.max_lengths = sorted({check_positive_int(n, "max_lengths") for n in max_lengths})
         if not self.max_lengths:
             raise ValueError("max_lengths needs at least one value, e.g. (512,).")
         self.hybrid_weights = [(float(d), float(s)) for d, s in hybrid_weights]
         if "hybrid" in self.systems and not self.hybrid_weights:
             raise ValueError("hybrid needs at least one (dense_weight, sparse_weight) pair.")
         self.reranker = reranker
-        self.rerank_top_k = _positive(rerank_top_k, "rerank_top_k")
+        self.rerank_top_k = check_positive_int(rerank_top_k, "rerank_top_k")
+        self.rerank_first_stage = check_choice(rerank_first_stage, RERANK_FIRST_STAGES, "rerank_first_stage")
         self.metrics = list(metrics)
         deepest = max(parse_metric(m)[1] for m in self.metrics)
-        self.top_k = _positive(top_k, "top_k")
+        self.top_k = check_positive_int(top_k, "top_k")
         if self.top_k < deepest:
             raise ValueError(f"top_k={top_k} is below the deepest metric cut-off ({deepest}); raise top_k.")
         self.tokenizer = tokenizer
@@ -116,25 +123,32 @@ class RetrievalEvaluator:
     # ------------------------------------------------------------------------------------------------ training API
     def __call__(self, model, output_path: str | os.PathLike | None = None, epoch: int = -1,
                  steps: int = -1) -> dict[str, float]:
-        """Evaluate `model` (an `MgteEmbedder`, or an `MgteForEmbedding` possibly wrapped by DDP/PEFT, with the
-        evaluator's `tokenizer`); returns `{"<system>_<metric>": value}`. With `output_path`, also writes the report
-        there (`retrieval-<name>[-e<epoch>][-s<steps>].{json,md,png}`). The model's train/eval mode is restored."""
-        module = model.model if isinstance(model, MgteEmbedder) else _unwrap(model)
+        """Evaluate `model` (an `MgteEmbedder` or `MgteReranker`, or an `MgteForEmbedding` or one-label
+        `MgteForSequenceClassification` possibly wrapped by DDP/PEFT, with the evaluator's `tokenizer`); returns
+        `{"<system>_<metric>": value}`. A reranker alone runs `rerank` (and `bm25`) with `rerank_first_stage="bm25"`.
+        With `output_path`, also writes the report there (`retrieval-<name>[-e<epoch>][-s<steps>].{json,md,png}`,
+        replacing the report of the same step from an earlier run, as the Trainer replaces its checkpoints).
+        The model's train/eval mode is restored."""
+        module = model.model if isinstance(model, (MgteEmbedder, MgteReranker)) else unwrap_model(model)
         was_training = module.training
         try:
-            report = self.run(self._embedder(model))
+            if isinstance(module, MgteForSequenceClassification):
+                report = self.run(reranker=self._wrap(model, MgteReranker, max_length=self.max_lengths[-1]))
+            else:
+                report = self.run(self._wrap(model, MgteEmbedder))
         finally:
             module.train(was_training)
         if output_path is not None:
             stem = (f"retrieval-{self.name}" + (f"-e{epoch}" if epoch >= 0 else "")
                     + (f"-s{steps}" if steps >= 0 else ""))
-            report.save(output_path, stem)
+            report.save(output_path, stem, overwrite=True)  # this step's report of an earlier run is replaced
         return report.flat_metrics()
 
     def get_config_dict(self) -> dict:
         """Settings for model cards and logs."""
         return {"dataset": self.name, "systems": self.systems, "dims": self.dims, "max_lengths": self.max_lengths,
                 "hybrid_weights": self.hybrid_weights, "top_k": self.top_k, "rerank_top_k": self.rerank_top_k,
+                "rerank_first_stage": self.rerank_first_stage,
                 "metrics": self.metrics, "queries": len(self.dataset.queries), "bm25": self.bm25}
 
     # ------------------------------------------------------------------------------------------------ run
@@ -142,7 +156,8 @@ class RetrievalEvaluator:
             reranker: MgteReranker | str | os.PathLike | None = None) -> RetrievalReport:
         """Run every configured system; returns the report (nothing written: see `RetrievalReport.save`)."""
         reranker = self._reranker(reranker if reranker is not None else self.reranker, embedder)
-        needs_model = [s for s in self.systems if s != "bm25"]
+        bm25_rerank = "rerank" in self.systems and self.rerank_first_stage == "bm25"
+        needs_model = [s for s in self.systems if s != "bm25" and not (s == "rerank" and bm25_rerank)]
         if needs_model and embedder is None:
             raise ValueError(f"the systems {needs_model} need a model: pass an MgteEmbedder (or use --systems bm25).")
         report = RetrievalReport(self.name, self.dataset.stats(), self.metrics,
@@ -155,26 +170,44 @@ class RetrievalEvaluator:
             report.systems.append(self._bm25(doc_texts, queries, qids, doc_ids, embedder))
         if needs_model:
             self._model_systems(report, embedder, reranker, doc_ids, doc_texts, queries, qids)
+        if bm25_rerank:
+            report.systems.append(self._bm25_rerank(doc_texts, queries, qids, doc_ids, embedder, reranker))
         return report
 
     def _bm25(self, doc_texts: list[str], queries: list[str], qids: list[str], doc_ids: list[str],
               embedder: MgteEmbedder | None) -> SystemResult:
-        tokenizer = self.tokenizer or (embedder.tokenizer if embedder is not None else xlmr_subword_tokenizer())
         with measure() as m:
-            indices, scores = bm25_search(doc_texts, queries, tokenizer, top_k=self.top_k, **self.bm25)
+            indices, scores = bm25_search(doc_texts, queries, self._bm25_tokenizer(embedder), top_k=self.top_k,
+                                          **self.bm25)
             run = {q: {doc_ids[j]: float(s) for j, s in zip(indices[i], scores[i])} for i, q in enumerate(qids)}
         return self._result("bm25", "bm25", dict(self.bm25), run, m)
+
+    def _bm25_rerank(self, doc_texts: list[str], queries: list[str], qids: list[str], doc_ids: list[str],
+                     embedder: MgteEmbedder | None, reranker: MgteReranker) -> SystemResult:
+        """Rerank the BM25 top `rerank_top_k`; below it the BM25 order continues down to `top_k`."""
+        params = {"first_stage": "bm25", "max_length": self.max_lengths[-1], "rerank_top_k": self.rerank_top_k}
+        with measure(reranker.device) as m:
+            indices, scores = bm25_search(doc_texts, queries, self._bm25_tokenizer(embedder),
+                                          top_k=max(self.top_k, self.rerank_top_k), **self.bm25)
+            first = [[SearchHit(doc_ids[j], float(s), int(j), doc_texts[j]) for j, s in zip(rows, values)]
+                     for rows, values in zip(indices, scores)]
+            hits = [row[:self.top_k] for row in rerank_hits(reranker, queries, first, depth=self.rerank_top_k)]
+            run = _hits_to_run(qids, hits)
+        return self._result(_system_name("rerank", params, self), "rerank", params, run, m)
+
+    def _bm25_tokenizer(self, embedder: MgteEmbedder | None) -> PreTrainedTokenizerBase | Tokenizer:
+        return self.tokenizer or (embedder.tokenizer if embedder is not None else xlmr_subword_tokenizer())
 
     def _model_systems(self, report: RetrievalReport, embedder: MgteEmbedder, reranker: MgteReranker | None,
                        doc_ids: list[str], doc_texts: list[str], queries: list[str], qids: list[str]) -> None:
         full = embedder.model.config.hidden_size
-        dims = [embedder.model.check_dimension(d) for d in (self.dims or [embedder.dimension])]
+        dims = [check_dimension(embedder.model, d) for d in (self.dims or [embedder.dimension])]
         top_dim = max(dims)
         with measure(embedder.device) as m:
             q_emb = self._encode(embedder, queries, self.max_lengths[-1], full)
         report.stages.append(StageResult(f"encode queries L{self.max_lengths[-1]}", m["seconds"], len(queries),
                                          m["peak_rss_mb"], m["peak_gpu_mb"]))
-        doc_lengths = _token_lengths(embedder.tokenizer, doc_texts)
+        doc_lengths = token_counts(embedder.tokenizer, doc_texts)
         d_emb, previous = None, 0
         plan = self._plan(dims, top_dim)
         bar = tqdm(total=sum(len(v) for v in plan.values()), desc=f"{self.name}: systems",
@@ -206,7 +239,7 @@ class RetrievalEvaluator:
             if "hybrid" in self.systems:
                 steps += [("hybrid", {"dimension": top_dim, "max_length": length, "dense_weight": w_d,
                                       "sparse_weight": w_s}) for w_d, w_s in self.hybrid_weights]
-            if "rerank" in self.systems and length == self.max_lengths[-1]:
+            if "rerank" in self.systems and self.rerank_first_stage == "hybrid" and length == self.max_lengths[-1]:
                 w_d, w_s = self.hybrid_weights[0] if self.hybrid_weights else (DEFAULT_DENSE_WEIGHT,
                                                                                 DEFAULT_SPARSE_WEIGHT)
                 steps.append(("rerank", {"dimension": top_dim, "max_length": length, "dense_weight": w_d,
@@ -229,13 +262,9 @@ class RetrievalEvaluator:
     def _rerank(self, index: HybridIndex, q: EmbeddingResult, queries: list[str], reranker: MgteReranker,
                 weights: dict) -> list[list[SearchHit]]:
         """Rerank the hybrid top `rerank_top_k`; below it the hybrid order continues down to `top_k`."""
-        head = min(self.rerank_top_k, self.top_k)
-        reranked = index.search(queries, top_k=head, mode="hybrid", reranker=reranker,
-                                rerank_top_k=self.rerank_top_k, query_embeddings=q, **weights)
-        if self.rerank_top_k >= self.top_k:
-            return reranked
-        first = index.search(queries, top_k=self.top_k, mode="hybrid", query_embeddings=q, **weights)
-        return [top + [h for h in hits if h.id not in {t.id for t in top}] for top, hits in zip(reranked, first)]
+        first = index.search(queries, top_k=max(self.top_k, self.rerank_top_k), mode="hybrid", query_embeddings=q,
+                             **weights)
+        return [row[:self.top_k] for row in rerank_hits(reranker, queries, first, depth=self.rerank_top_k)]
 
     # ------------------------------------------------------------------------------------------------ helpers
     def _result(self, name: str, family: str, params: dict, run: Run, m: dict) -> SystemResult:
@@ -262,17 +291,18 @@ class RetrievalEvaluator:
                 sparse[i] = row
         return EmbeddingResult(dense, sparse, previous.tokenizer)
 
-    def _embedder(self, model) -> MgteEmbedder:
-        if isinstance(model, MgteEmbedder):
+    def _wrap(self, model, cls: type[MgteEmbedder] | type[MgteReranker], **kwargs):
+        """`model` itself when it is a `cls`, else its bare mGTE model wrapped in one with the evaluator's tokenizer."""
+        if isinstance(model, cls):
             return model
-        module = _unwrap(model)
-        if not isinstance(module, MgteForEmbedding):
-            raise TypeError(f"RetrievalEvaluator evaluates an MgteEmbedder or an MgteForEmbedding, got "
-                            f"{type(module).__name__}.")
+        module = unwrap_model(model)
+        if not isinstance(module, cls.model_class):
+            raise TypeError(f"RetrievalEvaluator evaluates an MgteEmbedder, an MgteReranker or their models "
+                            f"(MgteForEmbedding, MgteForSequenceClassification), got {type(module).__name__}.")
         if self.tokenizer is None:
-            raise ValueError("pass tokenizer= to RetrievalEvaluator to evaluate a bare MgteForEmbedding.")
-        kwargs = {"batch_tokens": self.batch_tokens} if self.batch_tokens else {}
-        return MgteEmbedder(module, self.tokenizer, **kwargs)
+            raise ValueError(f"pass tokenizer= to RetrievalEvaluator to evaluate a bare {type(module).__name__}.")
+        return cls(module, self.tokenizer, **kwargs, **({"batch_tokens": self.batch_tokens} if self.batch_tokens
+                                                        else {}))
 
     def _reranker(self, reranker, embedder: MgteEmbedder | None) -> MgteReranker | None:
         if "rerank" not in self.systems:
@@ -316,21 +346,6 @@ def _check_systems(systems: Sequence[str]) -> list[str]:
     return [s for s in SYSTEMS if s in systems]
 
 
-def _positive(value: int, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{what} must hold positive integers, got {value!r}.")
-    return value
-
-
-def _unwrap(model):
-    """The mGTE model inside DDP / accelerate / PEFT wrappers."""
-    from transformers.trainer_utils import unwrap_peft_model
-
-    while hasattr(model, "module"):
-        model = model.module
-    return unwrap_peft_model(model)
-
-
 def _index(doc_ids: list[str], doc_texts: list[str], emb: EmbeddingResult, dimension: int) -> HybridIndex:
     index = HybridIndex(dimension=dimension)
     index.add(doc_texts, doc_ids, embeddings=_at_dimension(emb, dimension))
@@ -347,18 +362,10 @@ def _hits_to_run(qids: list[str], hits: list[list[SearchHit]]) -> Run:
     return {q: {h.id: float(len(row) - r) for r, h in enumerate(row)} for q, row in zip(qids, hits)}
 
 
-def _token_lengths(tokenizer: PreTrainedTokenizerBase, texts: list[str]) -> list[int]:
-    """Tokens per text with the special tokens, as the embedder counts them against `max_length`."""
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is not None:
-        return [len(e.ids) for e in backend.encode_batch(texts, add_special_tokens=True)]
-    return [len(ids) for ids in tokenizer(texts, verbose=False)["input_ids"]]
-
-
 def _model_name(model) -> str | None:
     if model is None:
         return None
     return getattr(model.model.config, "_name_or_path", None) or type(model.model).__name__
 
 
-__all__ = ["DEFAULT_SYSTEMS", "SYSTEMS", "RetrievalEvaluator"]
+__all__ = ["DEFAULT_SYSTEMS", "RERANK_FIRST_STAGES", "SYSTEMS", "RetrievalEvaluator"]

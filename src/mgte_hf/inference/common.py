@@ -7,17 +7,22 @@ that counts them; `"error"` refuses the whole call with a `ValueError` that name
 
 from __future__ import annotations
 
+import json
 import logging
+import numbers
 import os
+import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
 
 import torch
 from tqdm.auto import tqdm
 from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from ..batching import token_budget_batches
+from ..tokenizer import kept_tokenizer_state
 
 
 logger = logging.getLogger(__name__)
@@ -29,13 +34,42 @@ TRUNCATION_POLICIES = ("warn", "error")
 CONVERT_TO = ("numpy", "torch")
 
 
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "sentencepiece.bpe.model", "spiece.model", "vocab.txt")
+_REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")  # a Hub repository id: owner/name
+
+
 def resolve_device(device: str | torch.device | None, model: PreTrainedModel | None = None) -> torch.device:
-    """`None`: where a given model already is, else CUDA when available, else CPU."""
-    if device is not None:
-        return torch.device(device)
-    if model is not None:
-        return model.device
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """`None`: where a given model already is, else CUDA when available, else CPU. A device that does not exist
+    here (CUDA without a GPU, a GPU index beyond the count, a misspelt name) is a `ValueError`."""
+    if device is None:
+        return model.device if model is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"device={device!r} is not a torch device (e.g. 'cpu', 'cuda', 'cuda:1'): {err}") from None
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            why = "this torch is built without CUDA" if torch.version.cuda is None else "no GPU is visible"
+            raise ValueError(f"device={device!r}, but CUDA is not available here ({why}); use device='cpu'.")
+        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
+            raise ValueError(f"device={device!r}, but only {torch.cuda.device_count()} GPU(s) are visible.")
+    elif resolved.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device={device!r}, but MPS is not available here; use device='cpu'.")
+    return resolved
+
+
+def local_folder(path: str | os.PathLike, what: str) -> Path | None:
+    """The folder `path`; None for a Hub repository id (`owner/name`) that is not a local path. A missing folder,
+    or a file, is a `FileNotFoundError` that says so."""
+    folder = Path(os.fspath(path)).expanduser()
+    if folder.is_dir():
+        return folder
+    if folder.exists():
+        raise FileNotFoundError(f"{what} {folder} is a file, not a folder.")
+    if _REPO_ID.fullmatch(os.fspath(path)):
+        return None
+    raise FileNotFoundError(f"{what} {folder} does not exist.")
 
 
 def load_model_and_tokenizer(
@@ -60,22 +94,82 @@ def load_model_and_tokenizer(
         if dtype is not None:
             model = model.to(_as_dtype(dtype))
     elif isinstance(path_or_model, (str, os.PathLike)):
-        model = model_cls.from_pretrained(os.fspath(path_or_model), dtype=dtype or torch.float32)
+        device = resolve_device(device)  # before loading: a device that does not exist fails at once
+        folder = local_folder(path_or_model, "model folder")
         tokenizer = path_or_model if tokenizer is None else tokenizer
+        _check_tokenizer_source(tokenizer)
+        model = _load_model(model_cls, path_or_model, folder, dtype)
     else:
         raise TypeError(f"path_or_model must be a folder path or a {model_cls.__name__}, got "
                         f"{type(path_or_model).__name__}.")
     if not isinstance(tokenizer, PreTrainedTokenizerBase):
+        _check_tokenizer_source(tokenizer)
         tokenizer = AutoTokenizer.from_pretrained(os.fspath(tokenizer))
     return model.to(resolve_device(device, model)).eval(), tokenizer
 
 
+def _load_model(model_cls: type[PreTrainedModel], path: str | os.PathLike, folder: Path | None,
+                dtype: str | torch.dtype | None) -> PreTrainedModel:
+    """`model_cls.from_pretrained`, refusing a checkpoint of another head (by its config's architectures, and by
+    weights missing or left over)."""
+    saved = _saved_architectures(folder) if folder is not None else None
+    wanted = _head_kind(model_cls.__name__)
+    if saved and all(_head_kind(name) != wanted for name in saved):
+        raise ValueError(f"{path} holds a {' + '.join(saved)} checkpoint, not an {model_cls.__name__}: load an "
+                         "embedding model with MgteEmbedder and a reranker with MgteReranker.")
+    if folder is not None and not any((folder / name).is_file() for name in WEIGHT_FILES):
+        raise FileNotFoundError(f"{folder} holds no model weights ({' or '.join(WEIGHT_FILES)}); only safetensors are "
+                                "read (pickle files can run code when loaded): save the model with save_pretrained.")
+    try:
+        model, info = model_cls.from_pretrained(os.fspath(path), dtype=_as_dtype(dtype) if dtype else torch.float32,
+                                                output_loading_info=True, use_safetensors=True)
+    except RuntimeError as err:
+        if "mismatch" not in str(err):
+            raise
+        raise ValueError(f"{path}: config.json and the weights disagree on tensor sizes (see the report above); "
+                         "the checkpoint is damaged or its config was edited.") from None
+    missing, unexpected = sorted(info.get("missing_keys") or ()), sorted(info.get("unexpected_keys") or ())
+    if missing or unexpected:
+        raise ValueError(f"{path} is not an {model_cls.__name__} checkpoint"
+                         + (f" (its config.json says {saved})" if saved else "") + ": "
+                         + "; ".join(f"{len(keys)} weights {kind} (e.g. {keys[0]!r})" for kind, keys in
+                                     (("missing", missing), ("left unused", unexpected)) if keys)
+                         + ". Load an embedding model with MgteEmbedder and a reranker with MgteReranker.")
+    return model
+
+
+def _head_kind(architecture: str) -> str:
+    """"reranker", "mlm" or "embedding" (a backbone or a token classifier: what the TRM's layouts list)."""
+    if architecture.endswith("ForSequenceClassification"):
+        return "reranker"
+    return "mlm" if architecture.endswith("ForMaskedLM") else "embedding"
+
+
+def _saved_architectures(folder: Path) -> list[str] | None:
+    try:
+        return json.loads((folder / "config.json").read_text(encoding="utf-8")).get("architectures")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _check_tokenizer_source(tokenizer: Any) -> None:
+    """A tokenizer folder must hold tokenizer files (else transformers looks elsewhere, even for remote code)."""
+    if isinstance(tokenizer, PreTrainedTokenizerBase):
+        return
+    if not isinstance(tokenizer, (str, os.PathLike)):
+        raise TypeError(f"tokenizer must be a tokenizer or its folder, got {type(tokenizer).__name__}.")
+    folder = local_folder(tokenizer, "tokenizer folder")
+    if folder is not None and not any((folder / name).is_file() for name in TOKENIZER_FILES):
+        raise FileNotFoundError(f"{folder} holds no tokenizer ({' or '.join(TOKENIZER_FILES[:2])}); save the "
+                                "model's tokenizer there (tokenizer.save_pretrained), or pass tokenizer= (a tokenizer "
+                                "or its folder).")
+
+
 def _as_dtype(dtype: str | torch.dtype) -> torch.dtype:
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    value = getattr(torch, str(dtype), None)
-    if not isinstance(value, torch.dtype):
-        raise ValueError(f"dtype={dtype!r} is not a torch dtype (e.g. 'float32', 'bfloat16', 'float16').")
+    value = dtype if isinstance(dtype, torch.dtype) else getattr(torch, str(dtype), None)
+    if not isinstance(value, torch.dtype) or not value.is_floating_point:
+        raise ValueError(f"dtype={dtype!r} is not a floating-point torch dtype (e.g. 'float32', 'bfloat16', "
+                         "'float16').")
     return value
 
 
@@ -94,7 +188,17 @@ def check_texts(texts: str | Iterable[str], name: str = "texts") -> list[str]:
         if not isinstance(text, str):
             raise TypeError(f"{name}[{i}] is a {type(text).__name__}, not a str; pass text only (convert or drop "
                             "it first).")
+        _check_encodable(text, f"{name}[{i}]")
     return out
+
+
+def _check_encodable(text: str, where: str) -> None:
+    """Refuse a lone surrogate (a str that is not text and that no tokenizer can encode)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise ValueError(f"{where} holds a lone surrogate (U+{ord(text[err.start]):04X} at character {err.start}), "
+                         "which is not text; repair or drop it (it is often a broken emoji escape).") from None
 
 
 def check_pairs(pairs: Iterable[Sequence[str]]) -> tuple[list[str], list[str]]:
@@ -111,15 +215,22 @@ def check_pairs(pairs: Iterable[Sequence[str]]) -> tuple[list[str], list[str]]:
         for j, text in enumerate(pair):
             if not isinstance(text, str):
                 raise TypeError(f"pairs[{i}][{j}] is a {type(text).__name__}, not a str.")
+            _check_encodable(text, f"pairs[{i}][{j}]")
         queries.append(pair[0])
         documents.append(pair[1])
     return queries, documents
 
 
 def check_positive_int(value: int, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    """`value` as an `int` (numpy integers too); a bool, a float or a value below 1 is a `ValueError`."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}.")
-    return value
+    return int(value)
+
+
+def check_dimension(model: PreTrainedModel, dimension: int | None) -> int:
+    """A dense size the model allows (numpy integers accepted); `None` is the model's full size."""
+    return model.check_dimension(None if dimension is None else check_positive_int(dimension, "dimension"))
 
 
 def check_choice(value: str, choices: Sequence[str], name: str) -> str:
@@ -131,6 +242,82 @@ def check_choice(value: str, choices: Sequence[str], name: str) -> str:
 def show_progress(show_progress_bar: bool | None, count: int) -> bool:
     """`None` → a bar only for long inputs (at least `PROGRESS_BAR_MIN_TEXTS`)."""
     return count >= PROGRESS_BAR_MIN_TEXTS if show_progress_bar is None else bool(show_progress_bar)
+
+
+M = TypeVar("M", bound="InferenceModel")
+
+
+class InferenceModel:
+    """What `MgteEmbedder` and `MgteReranker` share: the model in eval mode, its tokenizer and the default settings.
+
+    Args:
+        model: the model (put in eval mode; it stays on its device); an instance of the subclass's `model_class`.
+        tokenizer: its tokenizer.
+        max_length: default token limit per input (special tokens included).
+        batch_tokens: default padded-token budget per forward (`batching.token_budget_batches`).
+        truncation: `"warn"` (truncate over-long inputs, one warning with the count) or `"error"` (refuse them).
+        compile: run the model through `torch.compile(fullgraph=True, dynamic=True)` (same numbers; faster
+            inference where compiled kernels fuse the element-wise work, e.g. bf16 on CPU). The first batch compiles
+            (tens of seconds); one graph then serves every batch of several inputs, another single inputs.
+    """
+
+    model_class: type[PreTrainedModel] = PreTrainedModel
+
+    def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, *,
+                 max_length: int = DEFAULT_MAX_LENGTH, batch_tokens: int = DEFAULT_BATCH_TOKENS,
+                 truncation: str = "warn", compile: bool = False):
+        if not isinstance(model, self.model_class):
+            raise TypeError(f"model must be an {self.model_class.__name__}, got {type(model).__name__}.")
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+        self.batch_tokens = check_positive_int(batch_tokens, "batch_tokens")
+        self.truncation = check_choice(truncation, TRUNCATION_POLICIES, "truncation")
+        self.compiled = bool(compile)
+        self._forward = torch.compile(self.model, fullgraph=True, dynamic=True) if self.compiled else self.model
+
+    def forward(self, batch: PackedBatch, **kwargs):
+        """The model on one packed batch (compiled when asked: then the lengths go in as a tensor, not in the graph)."""
+        return self._forward(**batch.model_inputs(lengths_as_tensor=self.compiled), **kwargs)
+
+    @classmethod
+    def from_pretrained(
+        cls: type[M],
+        path_or_model: str | os.PathLike | PreTrainedModel,
+        tokenizer: str | os.PathLike | PreTrainedTokenizerBase | None = None,
+        device: str | torch.device | None = None,
+        dtype: str | torch.dtype | None = None,
+        **kwargs,
+    ) -> M:
+        """Load from a folder holding model and tokenizer (ours or the released "new" layout), or wrap a model.
+
+        Args:
+            path_or_model: a checkpoint folder or a model of `model_class` (then `tokenizer` is required).
+            tokenizer: a tokenizer or its folder; default: the model folder's.
+            device: default: a model object's own device; for a folder CUDA when available, else CPU.
+            dtype: default: float32 for a folder, the model's own for a model object. A model object is moved and
+                cast in place (`nn.Module.to`) and put in eval mode.
+            **kwargs: the class's settings (`max_length`, `batch_tokens`, `truncation`, ...).
+        """
+        model, tokenizer = load_model_and_tokenizer(cls.model_class, path_or_model, tokenizer, device, dtype)
+        return cls(model, tokenizer, **kwargs)
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    def warn_beyond_context(self, tokenized: Tokenized) -> None:
+        """Warn once when inputs are longer than the trained context of a model with plain RoPE (no scaling): the
+        positions beyond it were never trained, so the vectors there are unreliable."""
+        config = self.model.config
+        limit = config.max_position_embeddings
+        longest = max((len(ids) for ids in tokenized.input_ids), default=0)
+        if (longest > limit and getattr(config, "rope_scaling", None) is None
+                and not getattr(self, "_warned_context", False)):
+            logger.warning("Inputs of up to %d tokens exceed the model's trained context (max_position_embeddings=%d) "
+                           "and it has no RoPE scaling: positions beyond %d were never trained. Lower max_length "
+                           "(now %d) to %d.", longest, limit, limit, self.max_length, limit)
+            self._warned_context = True
 
 
 # ============================================================================================== tokenization
@@ -183,31 +370,6 @@ def tokenize(
     return Tokenized(enc["input_ids"], enc["token_type_ids"] if with_token_types else None)
 
 
-@contextmanager
-def kept_tokenizer_state(tokenizer: PreTrainedTokenizerBase) -> Iterator[None]:
-    """Restore a fast tokenizer's truncation and padding settings afterwards.
-
-    Every call of a fast tokenizer rewrites these settings of its backend (they persist, and `save_pretrained`
-    writes them), so without this an `encode` would leave the caller's tokenizer changed.
-    """
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is None:
-        yield
-        return
-    truncation, padding = backend.truncation, backend.padding
-    try:
-        yield
-    finally:
-        if truncation is None:
-            backend.no_truncation()
-        else:
-            backend.enable_truncation(**truncation)
-        if padding is None:
-            backend.no_padding()
-        else:
-            backend.enable_padding(**padding)
-
-
 # ============================================================================================== packed batches
 @dataclass
 class PackedBatch:
@@ -218,8 +380,9 @@ class PackedBatch:
     seqlens: list[int]
     token_type_ids: torch.Tensor | None = None
 
-    def model_inputs(self) -> dict:
-        inputs = {"input_ids": self.input_ids, "seqlens": self.seqlens}
+    def model_inputs(self, lengths_as_tensor: bool = False) -> dict:
+        seqlens = torch.tensor(self.seqlens, device=self.input_ids.device) if lengths_as_tensor else self.seqlens
+        inputs = {"input_ids": self.input_ids, "seqlens": seqlens}
         if self.token_type_ids is not None:
             inputs["token_type_ids"] = self.token_type_ids
         return inputs
@@ -259,14 +422,16 @@ __all__ = [
     "DEFAULT_MAX_LENGTH",
     "PROGRESS_BAR_MIN_TEXTS",
     "TRUNCATION_POLICIES",
+    "InferenceModel",
     "PackedBatch",
     "Tokenized",
     "check_choice",
+    "check_dimension",
     "check_pairs",
     "check_positive_int",
     "check_texts",
-    "kept_tokenizer_state",
     "load_model_and_tokenizer",
+    "local_folder",
     "packed_batches",
     "resolve_device",
     "show_progress",

@@ -14,7 +14,6 @@ Texts longer than `max_length` tokens follow the `truncation` policy of `mgte_hf
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -29,12 +28,11 @@ from ..modeling import MgteForEmbedding, token_weights_to_dicts
 from ..tokenizer import special_token_ids
 from .common import (
     CONVERT_TO,
-    DEFAULT_BATCH_TOKENS,
-    DEFAULT_MAX_LENGTH,
+    InferenceModel,
+    Tokenized,
     check_choice,
-    check_positive_int,
+    check_dimension,
     check_texts,
-    load_model_and_tokenizer,
     packed_batches,
     tokenize,
 )
@@ -89,62 +87,22 @@ class EmbeddingResult:
         return cls(dense, sparse, results[0].tokenizer)
 
 
-class MgteEmbedder:
+class MgteEmbedder(InferenceModel):
     """Encode texts with an mGTE text representation model (`MgteForEmbedding`) and score them.
 
     Args:
         model: the embedding model (put in eval mode; it stays on its device).
         tokenizer: its tokenizer.
         dimension: default dense size (`None`: the hidden size); must be one the model allows.
-        max_length: default token limit per text (special tokens included).
-        batch_tokens: default padded-token budget per forward (`batching.token_budget_batches`).
-        truncation: `"warn"` (truncate over-long texts, one warning with the count) or `"error"` (refuse them).
+        **kwargs: `max_length`, `batch_tokens`, `truncation` (see `InferenceModel`).
     """
 
-    def __init__(
-        self,
-        model: MgteForEmbedding,
-        tokenizer: PreTrainedTokenizerBase,
-        *,
-        dimension: int | None = None,
-        max_length: int = DEFAULT_MAX_LENGTH,
-        batch_tokens: int = DEFAULT_BATCH_TOKENS,
-        truncation: str = "warn",
-    ):
-        if not isinstance(model, MgteForEmbedding):
-            raise TypeError(f"model must be an MgteForEmbedding, got {type(model).__name__}.")
-        self.model = model.eval()
-        self.tokenizer = tokenizer
-        self.dimension = model.check_dimension(dimension)
-        self.max_length = max_length
-        self.batch_tokens = check_positive_int(batch_tokens, "batch_tokens")
-        self.truncation = check_choice(truncation, ("warn", "error"), "truncation")
+    model_class = MgteForEmbedding
 
-    @classmethod
-    def from_pretrained(
-        cls,
-        path_or_model: str | os.PathLike | MgteForEmbedding,
-        tokenizer: str | os.PathLike | PreTrainedTokenizerBase | None = None,
-        device: str | torch.device | None = None,
-        dtype: str | torch.dtype | None = None,
-        **kwargs,
-    ) -> MgteEmbedder:
-        """Load from a folder holding model and tokenizer (ours or the released "new" layout), or wrap a model.
-
-        Args:
-            path_or_model: a checkpoint folder or an `MgteForEmbedding` (then `tokenizer` is required).
-            tokenizer: a tokenizer or its folder; default: the model folder's.
-            device: default: a model object's own device; for a folder CUDA when available, else CPU.
-            dtype: default: float32 for a folder, the model's own for a model object. A model object is moved and
-                cast in place (`nn.Module.to`) and put in eval mode.
-            **kwargs: `dimension`, `max_length`, `batch_tokens`, `truncation` (see the class).
-        """
-        model, tokenizer = load_model_and_tokenizer(MgteForEmbedding, path_or_model, tokenizer, device, dtype)
-        return cls(model, tokenizer, **kwargs)
-
-    @property
-    def device(self) -> torch.device:
-        return self.model.device
+    def __init__(self, model: MgteForEmbedding, tokenizer: PreTrainedTokenizerBase, *, dimension: int | None = None,
+                 **kwargs):
+        super().__init__(model, tokenizer, **kwargs)
+        self.dimension = check_dimension(model, dimension)
 
     @property
     def sparse_ignore_token_ids(self) -> list[int]:
@@ -187,23 +145,43 @@ class MgteEmbedder:
             An `EmbeddingResult`; `dense` is `(N, dimension)` float32.
         """
         texts = check_texts(texts)
-        if not (dense or sparse):
-            raise ValueError("Nothing to compute: set dense=True and/or sparse=True.")
-        dimension = self.model.check_dimension(self.dimension if dimension is None else dimension)
-        check_choice(convert_to, CONVERT_TO, "convert_to")
         tokenized = tokenize(self.tokenizer, texts, max_length=self.max_length if max_length is None else max_length,
                              truncation=self.truncation if truncation is None else truncation)
+        self.warn_beyond_context(tokenized)
         blank = sum(not t.strip() for t in texts)
         if blank:
             logger.warning("%d of %d texts are empty or blank; they are encoded all the same (their vectors carry no "
                            "content).", blank, len(texts))
+        return self.encode_tokenized(tokenized, dense=dense, sparse=sparse, dimension=dimension,
+                                     batch_tokens=batch_tokens, show_progress_bar=show_progress_bar,
+                                     convert_to=convert_to)
+
+    def encode_tokenized(
+        self,
+        tokenized: Tokenized,
+        *,
+        dense: bool = True,
+        sparse: bool = True,
+        dimension: int | None = None,
+        batch_tokens: int | None = None,
+        show_progress_bar: bool | None = None,
+        convert_to: str = "numpy",
+    ) -> EmbeddingResult:
+        """`encode` for texts already tokenized (`common.tokenize`: special tokens in, max-length policy applied).
+
+        For callers that need the token ids before encoding (a server checks lengths and counts tokens); the same
+        ids and settings give the same result as `encode` on the texts. Keyword arguments as `encode`.
+        """
+        if not (dense or sparse):
+            raise ValueError("Nothing to compute: set dense=True and/or sparse=True.")
+        dimension = check_dimension(self.model, self.dimension if dimension is None else dimension)
+        check_choice(convert_to, CONVERT_TO, "convert_to")
         batches, dense_parts, sparse_parts = [], [], []
         ignore = self.sparse_ignore_token_ids
         for batch in packed_batches(tokenized, self.batch_tokens if batch_tokens is None else batch_tokens,
                                     self.device, show_progress_bar=show_progress_bar, desc="Encoding"):
             with torch.inference_mode():
-                out = self.model(**batch.model_inputs(), dimension=dimension, return_dense=dense,
-                                 return_sparse=sparse)
+                out = self.forward(batch, dimension=dimension, return_dense=dense, return_sparse=sparse)
             batches.append(batch.indices)
             if dense:
                 dense_parts.append(list(out.dense.float().cpu()))  # B × (dimension,)

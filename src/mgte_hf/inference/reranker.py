@@ -22,7 +22,6 @@ apply it; `compute_score` always returns the raw logits. Choose α on held-out q
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -34,13 +33,12 @@ from ..batching import restore_order
 from ..modeling import MgteForSequenceClassification
 from .common import (
     CONVERT_TO,
-    DEFAULT_BATCH_TOKENS,
-    DEFAULT_MAX_LENGTH,
+    InferenceModel,
+    Tokenized,
     check_choice,
     check_pairs,
     check_positive_int,
     check_texts,
-    load_model_and_tokenizer,
     packed_batches,
     tokenize,
 )
@@ -55,70 +53,29 @@ class RankResult:
     document: str
 
 
-class MgteReranker:
+class MgteReranker(InferenceModel):
     """Score (query, document) pairs with an mGTE reranker (`MgteForSequenceClassification`, one label).
 
     Args:
         model: the reranker (put in eval mode; it stays on its device).
         tokenizer: its tokenizer.
-        max_length: default token limit per pair (special tokens included).
-        batch_tokens: default padded-token budget per forward.
-        truncation: `"warn"` (truncate over-long pairs, one warning with the count) or `"error"` (refuse them).
         first_stage_weight: α of the score interpolation with the first stage (see `interpolate`); 0 ranks by the
             reranker alone.
+        **kwargs: `max_length`, `batch_tokens`, `truncation`, `compile` (see `InferenceModel`).
     """
 
-    def __init__(
-        self,
-        model: MgteForSequenceClassification,
-        tokenizer: PreTrainedTokenizerBase,
-        *,
-        max_length: int = DEFAULT_MAX_LENGTH,
-        batch_tokens: int = DEFAULT_BATCH_TOKENS,
-        truncation: str = "warn",
-        first_stage_weight: float = 0.0,
-    ):
-        if not isinstance(model, MgteForSequenceClassification):
-            raise TypeError(f"model must be an MgteForSequenceClassification, got {type(model).__name__}.")
-        if model.config.num_labels != 1:
+    model_class = MgteForSequenceClassification
+
+    def __init__(self, model: MgteForSequenceClassification, tokenizer: PreTrainedTokenizerBase, *,
+                 first_stage_weight: float = 0.0, **kwargs):
+        if isinstance(model, MgteForSequenceClassification) and model.config.num_labels != 1:
             raise ValueError(f"A reranker has one output (a relevance logit); this model has num_labels="
                              f"{model.config.num_labels}.")
-        self.model = model.eval()
-        self.tokenizer = tokenizer
-        self.max_length = max_length
-        self.batch_tokens = check_positive_int(batch_tokens, "batch_tokens")
-        self.truncation = check_choice(truncation, ("warn", "error"), "truncation")
         if isinstance(first_stage_weight, bool) or not isinstance(first_stage_weight, (int, float)) or not (
                 0.0 <= first_stage_weight <= 1.0):
             raise ValueError(f"first_stage_weight must be a number in [0, 1], got {first_stage_weight!r}.")
+        super().__init__(model, tokenizer, **kwargs)
         self.first_stage_weight = float(first_stage_weight)
-
-    @classmethod
-    def from_pretrained(
-        cls,
-        path_or_model: str | os.PathLike | MgteForSequenceClassification,
-        tokenizer: str | os.PathLike | PreTrainedTokenizerBase | None = None,
-        device: str | torch.device | None = None,
-        dtype: str | torch.dtype | None = None,
-        **kwargs,
-    ) -> MgteReranker:
-        """Load from a folder holding model and tokenizer (ours or the released "new" layout), or wrap a model.
-
-        Args:
-            path_or_model: a checkpoint folder or an `MgteForSequenceClassification` (then `tokenizer` is required).
-            tokenizer: a tokenizer or its folder; default: the model folder's.
-            device: default: a model object's own device; for a folder CUDA when available, else CPU.
-            dtype: default: float32 for a folder, the model's own for a model object. A model object is moved and
-                cast in place (`nn.Module.to`) and put in eval mode.
-            **kwargs: `max_length`, `batch_tokens`, `truncation`, `first_stage_weight` (see the class).
-        """
-        model, tokenizer = load_model_and_tokenizer(MgteForSequenceClassification, path_or_model, tokenizer, device,
-                                                    dtype)
-        return cls(model, tokenizer, **kwargs)
-
-    @property
-    def device(self) -> torch.device:
-        return self.model.device
 
     def compute_score(
         self,
@@ -146,16 +103,39 @@ class MgteReranker:
             `(N,)` float32 scores.
         """
         queries, documents = check_pairs(pairs)
-        check_choice(convert_to, CONVERT_TO, "convert_to")
         tokenized = tokenize(self.tokenizer, queries, documents,
                              max_length=self.max_length if max_length is None else max_length,
                              truncation=self.truncation if truncation is None else truncation,
-                             with_token_types=self.model.config.type_vocab_size > 1)
+                             with_token_types=self.uses_token_types)
+        self.warn_beyond_context(tokenized)
+        return self.score_tokenized(tokenized, normalize=normalize, batch_tokens=batch_tokens,
+                                    show_progress_bar=show_progress_bar, convert_to=convert_to)
+
+    @property
+    def uses_token_types(self) -> bool:
+        """Whether the model has segment embeddings, so pairs need `token_type_ids` (`common.tokenize`)."""
+        return self.model.config.type_vocab_size > 1
+
+    def score_tokenized(
+        self,
+        tokenized: Tokenized,
+        *,
+        normalize: bool = False,
+        batch_tokens: int | None = None,
+        show_progress_bar: bool | None = None,
+        convert_to: str = "numpy",
+    ) -> np.ndarray | torch.Tensor:
+        """`compute_score` for pairs already tokenized (`common.tokenize(..., with_token_types=uses_token_types)`).
+
+        For callers that need the token ids before scoring (a server checks lengths and counts tokens); the same
+        ids and settings give the same scores as `compute_score`. Keyword arguments as `compute_score`.
+        """
+        check_choice(convert_to, CONVERT_TO, "convert_to")
         batches, parts = [], []
         for batch in packed_batches(tokenized, self.batch_tokens if batch_tokens is None else batch_tokens,
                                     self.device, show_progress_bar=show_progress_bar, desc="Reranking"):
             with torch.inference_mode():
-                logits = self.model(**batch.model_inputs()).logits.reshape(-1).float()  # (B,)
+                logits = self.forward(batch).logits.reshape(-1).float()  # (B,)
             batches.append(batch.indices)
             parts.append(list((torch.sigmoid(logits) if normalize else logits).cpu()))
         scores = restore_order(batches, parts)

@@ -1,7 +1,13 @@
 """The mGTE model classes. Everything in this folder ships as self-contained Hub remote code."""
 
-from .attention_mgte import ATTENTION_BACKENDS, PackedSeqs, PaddedLayout, backend_available, select_backend
-from .configuration_mgte import AUTO_MAP, MgteConfig, convert_config_dict
+from .attention_mgte import (
+    MGTE_ATTENTION_FUNCTIONS,
+    PackedSeqs,
+    PaddedLayout,
+    available_implementations,
+    check_implementation,
+)
+from .configuration_mgte import AUTO_MAP, ROPE_TYPES, MgteConfig, convert_config_dict
 from .modeling_mgte import (
     MgteEmbeddingOutput,
     MgteForEmbedding,
@@ -11,10 +17,12 @@ from .modeling_mgte import (
     MgteModel,
     MgtePackedOutput,
     MgtePreTrainedModel,
+    MgteRotaryEmbedding,
     apply_rope,
     copy_modeling_files,
     dense_embedding,
     rope_cos_sin,
+    rope_frequencies,
     rope_inv_freq,
     sparse_token_weights,
     token_weights_to_dicts,
@@ -44,8 +52,8 @@ def register_auto_classes() -> None:
 
 
 __all__ = [
-    "ATTENTION_BACKENDS",
     "AUTO_MAP",
+    "MGTE_ATTENTION_FUNCTIONS",
     "MgteConfig",
     "MgteEmbeddingOutput",
     "MgteForEmbedding",
@@ -57,15 +65,18 @@ __all__ = [
     "MgtePreTrainedModel",
     "PackedSeqs",
     "PaddedLayout",
+    "ROPE_TYPES",
+    "MgteRotaryEmbedding",
     "apply_rope",
-    "backend_available",
+    "available_implementations",
+    "check_implementation",
     "convert_config_dict",
     "copy_modeling_files",
     "dense_embedding",
     "register_auto_classes",
     "rope_cos_sin",
+    "rope_frequencies",
     "rope_inv_freq",
-    "select_backend",
     "sparse_token_weights",
     "token_weights_to_dicts",
 ]

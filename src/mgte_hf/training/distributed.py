@@ -1,4 +1,4 @@
-"""Collectives for cross-device negatives: gathers that keep gradients, and rank helpers without a process group.
+"""Collectives for cross-device negatives: gathers that keep gradients, with or without a process group.
 
 Everything here degrades to a no-op in a single process (no `torch.distributed` process group initialised), so the
 losses call these functions unconditionally.
@@ -9,20 +9,7 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 
-
-def is_distributed() -> bool:
-    """Whether a `torch.distributed` process group is initialised."""
-    return dist.is_available() and dist.is_initialized()
-
-
-def get_rank() -> int:
-    """This process's rank, 0 without a process group."""
-    return dist.get_rank() if is_distributed() else 0
-
-
-def get_world_size() -> int:
-    """Number of processes, 1 without a process group."""
-    return dist.get_world_size() if is_distributed() else 1
+from ..ranks import get_rank, get_world_size, is_distributed
 
 
 def gather_sizes(size: int, device: torch.device) -> list[int]:

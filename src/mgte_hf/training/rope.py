@@ -16,6 +16,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from transformers import TrainerCallback
+
 from mgte_hf.modeling import MgteConfig
 
 
@@ -48,6 +50,20 @@ def rope_setting(config: MgteConfig, setting: RopeSetting) -> Iterator[MgteConfi
         yield config
     finally:
         previous.apply(config)
+
+
+class RopeSwitch(TrainerCallback):
+    """Train with one RoPE setting and leave with another: `during` is applied to `config` when training begins,
+    `after` when it ends (revNTK: the training base, then the inference config)."""
+
+    def __init__(self, config: MgteConfig, during: RopeSetting, after: RopeSetting):
+        self.config, self.during, self.after = config, during, after
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.during.apply(self.config)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self.after.apply(self.config)
 
 
 def curriculum_setting(max_length: int, rope_theta: float) -> RopeSetting:
@@ -83,4 +99,4 @@ def rev_ntk_settings(config: MgteConfig, factor: float) -> tuple[RopeSetting, Ro
     return RopeSetting(base, None, context), RopeSetting(base, {"type": "ntk", "factor": float(factor)}, context)
 
 
-__all__ = ["RopeSetting", "curriculum_setting", "rev_ntk_settings", "rope_setting"]
+__all__ = ["RopeSetting", "RopeSwitch", "curriculum_setting", "rev_ntk_settings", "rope_setting"]

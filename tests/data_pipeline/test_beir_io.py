@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mgte_hf.evaluation.beir import BeirDataset, document_text, load_beir, write_beir
+from mgte_hf.data.beir import BeirDataset, document_text, load_beir, write_beir
 
 
 TINY = Path(__file__).resolve().parents[1] / "data" / "beir_tiny"
