@@ -27,18 +27,19 @@ data: venv
 
 # Trains, evaluates and packages a small mGTE on real data: fixed step counts, seeds and threads, so the report is the
 # same under any load. OpenMP threads sleep instead of spinning while they wait (on a shared machine spinning threads
-# made every step over ten times slower); set OMP_WAIT_POLICY to override.
+# made every step over ten times slower); set OMP_WAIT_POLICY to override. Each target replaces its own folder's
+# earlier run (--overwrite).
 DEMO_ENV := OMP_WAIT_POLICY=$${OMP_WAIT_POLICY:-PASSIVE}
 
 demo: venv
-	$(DEMO_ENV) $(VENV)/bin/mgte-hf demo --output demo-output
+	$(DEMO_ENV) $(VENV)/bin/mgte-hf demo --overwrite --output demo-output
 
 demo-quick: venv
-	$(DEMO_ENV) $(VENV)/bin/mgte-hf demo --quick --output demo-output-quick
+	$(DEMO_ENV) $(VENV)/bin/mgte-hf demo --quick --overwrite --output demo-output-quick
 
 # The demo and its ablations (revNTK, 512 against 2 048 tokens, Matryoshka sizes): a few minutes more.
 demo-ablations: venv
-	$(DEMO_ENV) $(VENV)/bin/mgte-hf demo --ablations --output demo-output
+	$(DEMO_ENV) $(VENV)/bin/mgte-hf demo --ablations --overwrite --output demo-output
 
 # pytest exits 5 when it collected no test; that is not a failure of the suite.
 test: venv fetch-tokenizer

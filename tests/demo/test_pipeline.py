@@ -140,6 +140,19 @@ def test_cli_help_and_bad_arguments(tmp_path, capsys):
     assert "is a file" in capsys.readouterr().err
     assert cli_main(["demo", "--output", str(tmp_path / "out"), "--time-limit", "-1"]) == 2
     assert "--time-limit must be >= 0" in capsys.readouterr().err
+    earlier = tmp_path / "earlier"
+    earlier.mkdir()
+    (earlier / "report.md").write_text("an earlier run")
+    assert cli_main(["demo", "--output", str(earlier)]) == 2
+    assert "is not empty" in capsys.readouterr().err and (earlier / "report.md").read_text() == "an earlier run"
+
+
+def test_an_earlier_run_is_replaced_only_with_overwrite(demo_run, tiny_cache):
+    _, out = demo_run
+    before = (out / "report.md").read_bytes()
+    with pytest.raises(FileExistsError, match="pass --overwrite"):
+        run_micro(tiny_cache, out, verify=False)
+    assert (out / "report.md").read_bytes() == before
 
 
 def test_cli_time_limit_stops_the_run_with_its_message(tiny_cache, tmp_path, capsys, monkeypatch):

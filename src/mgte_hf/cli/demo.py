@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
-from pathlib import Path
 
 from . import CliError
+from .common import add_overwrite_argument
 
 
 EXAMPLES = """examples:
@@ -15,6 +15,7 @@ EXAMPLES = """examples:
   mgte-hf demo --quick              # the smoke run, a minute or two
   mgte-hf demo --ablations          # also revNTK, 512 vs 2048 tokens and Matryoshka size tables (about 5 more min)
   mgte-hf demo --output runs/demo --cache /data/mgte --time-limit 120
+  mgte-hf demo --overwrite          # run again into the same folder (one that is not empty is otherwise refused)
 
 Every stage runs a fixed number of steps on fixed samples with a fixed thread count, so two runs on the same machine
 write the same report (its "This run" section aside: seconds, CPU seconds, load and the digest of the rest).
@@ -40,15 +41,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="stop with an error after this many minutes, 0 for no limit (default: 120, --quick 30); "
                         "a guard only: it never shortens a stage")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_overwrite_argument(p, "the files of an earlier run in --output (a folder that is not empty is refused)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from mgte_hf.demo import DemoConfig, run_demo
+    from mgte_hf.outputs import check_output
 
-    output = Path(args.output)
-    if output.exists() and not output.is_dir():
-        raise CliError(f"--output {output} is a file; give a folder (it is created when absent).")
+    check_output(args.output, overwrite=args.overwrite, folder=True, what="--output")  # before any work
     config = DemoConfig.quick() if args.quick else DemoConfig.full()
     if args.time_limit is not None:
         if args.time_limit < 0:
@@ -56,7 +57,8 @@ def run(args: argparse.Namespace) -> int:
         config = dataclasses.replace(config, time_limit=args.time_limit * 60 or None)
     logging.getLogger("mgte_hf.demo").setLevel(logging.INFO)  # one line per stage with its time
     try:
-        result = run_demo(output, args.cache, config, ablations=args.ablations, quiet=args.no_progress)
+        result = run_demo(args.output, args.cache, config, ablations=args.ablations, quiet=args.no_progress,
+                          overwrite=args.overwrite)
     except RuntimeError as err:  # a fetch, a training stage, the time guard or the fresh-process check failed
         raise CliError(str(err)) from err
     print(result.files["report"].read_text(encoding="utf-8"))

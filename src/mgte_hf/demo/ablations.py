@@ -19,6 +19,7 @@ from typing import Any
 from transformers import PreTrainedTokenizerBase
 
 from mgte_hf.evaluation import BeirDataset
+from mgte_hf.tokenizer import token_counts
 
 from .config import DemoConfig
 from .data import DemoData
@@ -31,8 +32,7 @@ logger = logging.getLogger(__name__)
 def long_document_queries(dataset: BeirDataset, tokenizer: PreTrainedTokenizerBase, min_tokens: int) -> BeirDataset:
     """A copy keeping only the queries whose relevant documents all have more than `min_tokens` tokens (the
     corpus is unchanged, so the competition for the top ranks is the same)."""
-    lengths = dict(zip(dataset.doc_ids(), (len(ids) for ids in tokenizer(dataset.doc_texts())["input_ids"]),
-                       strict=True))
+    lengths = dict(zip(dataset.doc_ids(), token_counts(tokenizer, dataset.doc_texts()), strict=True))
     keep = [q for q in dataset.queries if dataset.qrels.get(q) and all(lengths[d] > min_tokens
                                                                       for d in dataset.qrels[q])]
     return BeirDataset(corpus=dataset.corpus, queries={q: dataset.queries[q] for q in keep},

@@ -22,6 +22,7 @@ import torch
 
 from mgte_hf.data import build as build_data
 from mgte_hf.data import cache_root, tokenizer_dir
+from mgte_hf.outputs import check_output
 
 from .ablations import run_ablations
 from .config import DemoConfig
@@ -92,8 +93,9 @@ def torch_threads(count: int) -> Iterator[None]:
 
 # ================================================================================================== the run
 def run_demo(output: str | os.PathLike, cache: str | os.PathLike | None = None, config: DemoConfig | None = None,
-             *, build: bool = True, verify: bool = True, ablations: bool = False, quiet: bool = False) -> DemoResult:
-    """Run the whole demo into `output` (overwritten stage by stage); returns the metrics and timings.
+             *, build: bool = True, verify: bool = True, ablations: bool = False, quiet: bool = False,
+             overwrite: bool = False) -> DemoResult:
+    """Run the whole demo into `output`; returns the metrics and timings.
 
     Args:
         output: folder for the stage checkpoints, the report and the Hub folders.
@@ -104,13 +106,16 @@ def run_demo(output: str | os.PathLike, cache: str | os.PathLike | None = None, 
             transformers only) and check they reproduce the report's numbers.
         ablations: also run the ablation studies (`mgte_hf.demo.ablations`) and add their tables to the report.
         quiet: no progress bars.
+        overwrite: run into an `output` folder that is not empty (an earlier run's files are replaced stage by
+            stage); without it such a folder is refused before any work.
 
     Raises:
         DemoTimeout: the run passed `config.time_limit` (nothing is reported).
     """
     config = config or DemoConfig.full()
     # Absolute: the fresh-process check runs in a temporary folder, and `make demo` passes a relative folder.
-    out, root = Path(output).resolve(), cache_root(cache)
+    out = check_output(output, overwrite=overwrite, folder=True, what="demo output folder")
+    root = cache_root(cache)
     out.mkdir(parents=True, exist_ok=True)
     with torch_threads(config.threads):
         return _run(out, root, config, build=build, verify=verify, ablations=ablations, quiet=quiet)

@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mgte_hf.outputs import write_atomic
+
 from .config import DemoConfig
 
 
@@ -243,17 +245,19 @@ def plot_chart(result: DemoResult, path: Path) -> Path:
 
 
 def write_report(result: DemoResult, config: DemoConfig) -> dict[str, Path]:
-    """`report.md`, `results.json` and `ndcg.png` in the output folder."""
+    """`report.md`, `results.json` and `ndcg.png` in the output folder, each written aside and renamed into place."""
     out = result.output
     body = reproducible_report(result, config)
     report = out / "report.md"
-    report.write_text(body + "\n" + run_section(result, digest(body)), encoding="utf-8")
+    write_atomic(report, body + "\n" + run_section(result, digest(body)))
     payload = {key: value for key, value in asdict(result).items() if key not in ("output", "files")}
     payload.update(digest=digest(body), config=asdict(config),
                    targets=[{"target": t, "met": ok, "figures": f} for t, ok, f in targets(result)])
     results = out / "results.json"
-    results.write_text(json.dumps(payload, indent=1, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
-    return {"report": report, "results": results, "chart": plot_chart(result, out / "ndcg.png")}
+    write_atomic(results, json.dumps(payload, indent=1, ensure_ascii=False, default=str) + "\n")
+    chart = out / "ndcg.png"
+    os.replace(plot_chart(result, out / ".ndcg.partial.png"), chart)
+    return {"report": report, "results": results, "chart": chart}
 
 
 __all__ = ["METHODS", "METHOD_LABELS", "METRICS", "RUN_SECTION", "DemoResult", "crosslingual", "digest",

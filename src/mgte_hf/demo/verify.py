@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from mgte_hf.evaluation import BeirDataset, evaluate_run
+from mgte_hf.evaluation import BeirDataset, evaluate_run, hits_to_run
 from mgte_hf.hub import save_hub_folder
 from mgte_hf.index import HybridIndex
 from mgte_hf.inference import EmbeddingResult, MgteEmbedder, MgteReranker
@@ -158,8 +158,7 @@ def dense_ndcg(dataset: BeirDataset, queries: torch.Tensor, documents: torch.Ten
     index.add(dataset.doc_texts(), dataset.doc_ids(), embeddings=EmbeddingResult(documents, [{}] * len(documents)))
     hits = index.search(list(dataset.queries.values()), top_k=min(100, len(index)), mode="dense",
                         query_embeddings=EmbeddingResult(queries, [{}] * len(queries)))
-    run = {qid: {h.id: float(len(row) - rank) for rank, h in enumerate(row)} for qid, row in zip(dataset.queries, hits)}
-    return evaluate_run(run, dataset.qrels, METRICS)["ndcg@10"]
+    return evaluate_run(hits_to_run(list(dataset.queries), hits), dataset.qrels, METRICS)["ndcg@10"]
 
 
 __all__ = ["VERIFY_TOLERANCE", "dense_ndcg", "eval_table", "fresh_process", "package", "verify_folders"]
