@@ -11,9 +11,9 @@ from .common import add_overwrite_argument
 
 
 EXAMPLES = """examples:
-  mgte-hf demo                      # the full run, about 15 minutes on 2 quiet CPU cores (data fetched on first use)
+  mgte-hf demo                      # the full run, about 16-20 minutes on 2 quiet CPU cores (data fetched on first use)
   mgte-hf demo --quick              # the smoke run, a minute or two
-  mgte-hf demo --ablations          # also revNTK, 512 vs 2048 tokens and Matryoshka size tables (about 5 more min)
+  mgte-hf demo --ablations          # also revNTK, 512 vs 2048 tokens and Matryoshka size tables (a few more minutes)
   mgte-hf demo --output runs/demo --cache /data/mgte --time-limit 120
   mgte-hf demo --overwrite          # run again into the same folder (one that is not empty is otherwise refused)
 
