@@ -177,3 +177,22 @@ def test_with_embedder_and_reranker(models, tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="mgte_hf.hashing"):
         assert len(HybridIndex.load(tmp_path / "idx", other, allow_other_model=True)) == len(SENTENCES)
     assert "Used anyway (allow_other_model=True)" in caplog.text
+
+
+def test_rerank_interpolated_with_the_first_stage(models):
+    embedder, reranker = models
+    index = HybridIndex(embedder)
+    index.add(SENTENCES, ids=[f"s{i}" for i in range(len(SENTENCES))])
+    queries = [SENTENCES[3], "quick fox"]
+    first = index.search(queries, top_k=5)
+    mixed = MgteReranker(reranker.model, reranker.tokenizer, first_stage_weight=0.4)
+    reranked = index.search(queries, top_k=3, reranker=mixed, rerank_top_k=5)
+    for query, row, candidates in zip(queries, reranked, first, strict=True):
+        logits = reranker.compute_score([(query, h.document) for h in candidates], convert_to="torch")
+        expected = mixed.interpolate(logits, [h.score for h in candidates])
+        best = torch.sort(expected, descending=True, stable=True).indices[:3].tolist()
+        assert [h.index for h in row] == [candidates[j].index for j in best]
+        np.testing.assert_allclose([h.score for h in row], expected[best].numpy(), atol=1e-6)
+    only_first = MgteReranker(reranker.model, reranker.tokenizer, first_stage_weight=1.0)
+    assert [[h.id for h in row] for row in index.search(queries, top_k=3, reranker=only_first, rerank_top_k=5)] == [
+        [h.id for h in row[:3]] for row in first]

@@ -141,7 +141,8 @@ class SearchableIndex(Generic[Hit]):
             top_k: hits per query (at most the index size).
             mode: `"dense"`, `"sparse"` or `"hybrid"`.
             dense_weight, sparse_weight: hybrid weights (`scoring.hybrid_scores`).
-            reranker: re-score the first-stage candidates with this cross-encoder; hit scores are then its logits.
+            reranker: re-score the first-stage candidates with this cross-encoder; hit scores are then its logits
+                (interpolated with the first-stage scores when its `first_stage_weight` > 0).
             rerank_top_k: how many first-stage candidates the reranker sees (>= top_k); default `top_k`.
             query_embeddings: precomputed `EmbeddingResult` of the queries (skips the embedder).
             **encode_kwargs: passed to `embedder.encode_queries`.
@@ -413,7 +414,8 @@ def rerank_hits(reranker: MgteReranker, queries: str | Iterable[str], hits: list
     """Re-score the first `depth` hits of each query with a cross-encoder; below them the order is kept.
 
     Args:
-        reranker: the cross-encoder; the reranked hits' scores become its logits.
+        reranker: the cross-encoder; the reranked hits' scores become its logits, or with its
+            `first_stage_weight` > 0 its logits interpolated with their first-stage scores (`MgteReranker.interpolate`).
         queries: the query of each hit list.
         hits: first-stage hits of each query, best first (e.g. from `HybridIndex.search`).
         depth: how many hits per query the reranker sees (default: all); the rest keep their order and scores.
@@ -429,7 +431,8 @@ def rerank_hits(reranker: MgteReranker, queries: str | Iterable[str], hits: list
     scores = reranker.compute_score(pairs, convert_to="torch").tolist()
     out, start = [], 0
     for row, head in zip(hits, heads, strict=True):
-        merged = rerank_merge(row, scores[start:start + len(head)], tie_key=lambda hit: hit.index)
+        head_scores = reranker.interpolate(scores[start:start + len(head)], [hit.score for hit in head]).tolist()
+        merged = rerank_merge(row, head_scores, tie_key=lambda hit: hit.index)
         start += len(head)
         out.append([hit if score is None else replace(hit, score=score) for hit, score in merged])
     return out

@@ -142,6 +142,30 @@ def test_from_pretrained_and_model_checks(reranker_dir, reranker, tiny_tokenizer
         MgteReranker(object(), tiny_tokenizer)
 
 
+def test_interpolation_with_the_first_stage(reranker):
+    logits = reranker.compute_score([(QUERY, doc) for doc in DOCS], convert_to="torch")
+    first = torch.tensor([4.0, 3.0, 2.0, 1.0])  # the retriever's order: DOCS as given
+    assert torch.equal(reranker.interpolate(logits, first), logits.double())  # weight 0: the logits, untouched
+    half = MgteReranker(reranker.model, reranker.tokenizer, first_stage_weight=0.5)
+    span = logits.max() - logits.min()
+    expected = 0.5 * (logits.double() - logits.min()) / span + 0.5 * torch.tensor([1.0, 2 / 3, 1 / 3, 0.0],
+                                                                                  dtype=torch.float64)
+    torch.testing.assert_close(half.interpolate(logits, first), expected)
+    only_first = MgteReranker(reranker.model, reranker.tokenizer, first_stage_weight=1.0)
+    assert [r.index for r in only_first.rank(QUERY, DOCS, first_stage_scores=first.tolist())] == [0, 1, 2, 3]
+    ranked = half.rank(QUERY, DOCS, first_stage_scores=first.tolist())
+    assert [r.index for r in ranked] == torch.sort(expected, descending=True, stable=True).indices.tolist()
+    np.testing.assert_allclose([r.score for r in ranked], sorted(expected.tolist(), reverse=True), atol=1e-6)
+    # a constant list carries no order: it counts as zeros
+    torch.testing.assert_close(half.interpolate(torch.ones(3), torch.tensor([1.0, 2.0, 3.0])),
+                               torch.tensor([0.0, 0.25, 0.5], dtype=torch.float64))
+    with pytest.raises(ValueError, match="3 first-stage scores for 4 candidates"):
+        half.interpolate(logits, [1.0, 2.0, 3.0])
+    for bad in (-0.1, 1.5, True, "0.5"):
+        with pytest.raises(ValueError, match=r"first_stage_weight must be a number in \[0, 1\]"):
+            MgteReranker(reranker.model, reranker.tokenizer, first_stage_weight=bad)
+
+
 def test_compiled_reranker_gives_the_same_scores(reranker_dir, reranker, monkeypatch):
     from functools import partial
 

@@ -16,7 +16,7 @@ from .metrics import (
     recall_at_k,
 )
 from .report import RetrievalReport, StageResult, SystemResult
-from .retrieval import RetrievalEvaluator
+from .retrieval import RetrievalEvaluator, hits_to_run
 
 
 METRIC_PATH = str(Path(__file__).resolve().parent / "retrieval_metrics")  # for evaluate.load(METRIC_PATH)
@@ -32,6 +32,7 @@ __all__ = [
     "bm25_search",
     "document_text",
     "evaluate_run",
+    "hits_to_run",
     "load_beir",
     "map_at_k",
     "mrr_at_k",

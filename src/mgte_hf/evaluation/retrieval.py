@@ -192,7 +192,7 @@ class RetrievalEvaluator:
             first = [[SearchHit(doc_ids[j], float(s), int(j), doc_texts[j]) for j, s in zip(rows, values)]
                      for rows, values in zip(indices, scores)]
             hits = [row[:self.top_k] for row in rerank_hits(reranker, queries, first, depth=self.rerank_top_k)]
-            run = _hits_to_run(qids, hits)
+            run = hits_to_run(qids, hits)
         return self._result(_system_name("rerank", params, self), "rerank", params, run, m)
 
     def _bm25_tokenizer(self, embedder: MgteEmbedder | None) -> PreTrainedTokenizerBase | Tokenizer:
@@ -256,7 +256,7 @@ class RetrievalEvaluator:
                 hits = self._rerank(index, q, queries, reranker, weights)
             else:
                 hits = index.search(queries, top_k=self.top_k, mode=family, query_embeddings=q, **weights)
-            run = _hits_to_run(qids, hits)
+            run = hits_to_run(qids, hits)
         return self._result(_system_name(family, params, self), family, params, run, m)
 
     def _rerank(self, index: HybridIndex, q: EmbeddingResult, queries: list[str], reranker: MgteReranker,
@@ -357,7 +357,7 @@ def _at_dimension(emb: EmbeddingResult, dimension: int) -> EmbeddingResult:
     return EmbeddingResult(dense_embedding(torch.as_tensor(emb.dense), dimension), emb.sparse, emb.tokenizer)
 
 
-def _hits_to_run(qids: list[str], hits: list[list[SearchHit]]) -> Run:
+def hits_to_run(qids: list[str], hits: list[list[SearchHit]]) -> Run:
     """Hits → run; scores are rank-based (`len - rank`) so that the run's order is exactly the hit order."""
     return {q: {h.id: float(len(row) - r) for r, h in enumerate(row)} for q, row in zip(qids, hits)}
 
@@ -368,4 +368,4 @@ def _model_name(model) -> str | None:
     return getattr(model.model.config, "_name_or_path", None) or type(model.model).__name__
 
 
-__all__ = ["DEFAULT_SYSTEMS", "RERANK_FIRST_STAGES", "SYSTEMS", "RetrievalEvaluator"]
+__all__ = ["DEFAULT_SYSTEMS", "RERANK_FIRST_STAGES", "SYSTEMS", "RetrievalEvaluator", "hits_to_run"]

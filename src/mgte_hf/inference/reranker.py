@@ -4,10 +4,20 @@
     reranker.compute_score([("what is mGTE?", "mGTE is a multilingual retrieval model.")])  # raw logits, (1,)
     reranker.rank("what is mGTE?", documents, top_k=3)  # [RankResult(index, score, document), ...] best first
 
+    # a small or out-of-domain reranker: blend with the first stage that found the candidates
+    reranker = MgteReranker.from_pretrained(path, first_stage_weight=0.3)
+    reranker.rank(query, candidates, first_stage_scores=bm25_scores)
+
 Each pair is tokenized in the XLM-R pair format `<s> query </s></s> document </s>` by the model's tokenizer and run
 packed (no padding) in length-sorted token-budget batches. Pairs longer than `max_length` follow the `truncation`
 policy of `mgte_hf.inference.common` (the tokenizer cuts the longer side first). An empty list gives an empty
 result; an item that is not a pair of strings raises `TypeError`.
+
+Score interpolation (`first_stage_weight` α > 0), the standard remedy when a cross-encoder alone ranks worse than
+the retriever that found its candidates: for one query's candidates, score = (1 − α) · minmax(reranker logits)
++ α · minmax(first-stage scores), each min-max normalised over those candidates (a constant list counts as zeros),
+so the two scales need no calibration. `rank(..., first_stage_scores=...)` and `HybridIndex.search(reranker=...)`
+apply it; `compute_score` always returns the raw logits. Choose α on held-out queries of your own data.
 """
 
 from __future__ import annotations
@@ -49,16 +59,23 @@ class MgteReranker(InferenceModel):
     Args:
         model: the reranker (put in eval mode; it stays on its device).
         tokenizer: its tokenizer.
-        **kwargs: `max_length`, `batch_tokens`, `truncation`, `quantize` (see `InferenceModel`).
+        first_stage_weight: α of the score interpolation with the first stage (see `interpolate`); 0 ranks by the
+            reranker alone.
+        **kwargs: `max_length`, `batch_tokens`, `truncation`, `compile`, `quantize` (see `InferenceModel`).
     """
 
     model_class = MgteForSequenceClassification
 
-    def __init__(self, model: MgteForSequenceClassification, tokenizer: PreTrainedTokenizerBase, **kwargs):
+    def __init__(self, model: MgteForSequenceClassification, tokenizer: PreTrainedTokenizerBase, *,
+                 first_stage_weight: float = 0.0, **kwargs):
         if isinstance(model, MgteForSequenceClassification) and model.config.num_labels != 1:
             raise ValueError(f"A reranker has one output (a relevance logit); this model has num_labels="
                              f"{model.config.num_labels}.")
+        if isinstance(first_stage_weight, bool) or not isinstance(first_stage_weight, (int, float)) or not (
+                0.0 <= first_stage_weight <= 1.0):
+            raise ValueError(f"first_stage_weight must be a number in [0, 1], got {first_stage_weight!r}.")
         super().__init__(model, tokenizer, **kwargs)
+        self.first_stage_weight = float(first_stage_weight)
 
     def compute_score(
         self,
@@ -125,11 +142,36 @@ class MgteReranker(InferenceModel):
         out = torch.stack(scores) if scores else torch.zeros(0)  # (N,)
         return out.numpy() if convert_to == "numpy" else out
 
+    def interpolate(self, scores: Sequence[float] | torch.Tensor,
+                    first_stage_scores: Sequence[float] | torch.Tensor) -> torch.Tensor:
+        """One query's final candidate scores: (1 − α) · minmax(scores) + α · minmax(first_stage_scores).
+
+        α is `first_stage_weight`; each list is min-max normalised over the query's candidates (a constant list
+        becomes zeros). With α = 0 the reranker's `scores` are returned as they are.
+
+        Args:
+            scores: `(n,)` reranker scores of the candidates.
+            first_stage_scores: `(n,)` the scores the first stage gave the same candidates, in the same order.
+
+        Returns:
+            `(n,)` float64 scores (float64 keeps distinct inputs distinct through the normalisation).
+        """
+        scores = torch.as_tensor(scores, dtype=torch.float64).reshape(-1)
+        first = torch.as_tensor(first_stage_scores, dtype=torch.float64).reshape(-1)
+        if first.shape != scores.shape:
+            raise ValueError(f"got {len(first)} first-stage scores for {len(scores)} candidates; give one per "
+                             "candidate, in the same order.")
+        if self.first_stage_weight == 0.0:
+            return scores
+        return (1.0 - self.first_stage_weight) * _min_max(scores) + self.first_stage_weight * _min_max(first)
+
     def rank(
         self,
         query: str,
         documents: Iterable[str],
         top_k: int | None = None,
+        *,
+        first_stage_scores: Sequence[float] | None = None,
         **kwargs,
     ) -> list[RankResult]:
         """Documents sorted by relevance to `query`, best first (ties keep input order).
@@ -138,6 +180,8 @@ class MgteReranker(InferenceModel):
             query: the query text.
             documents: the candidate texts.
             top_k: keep only the best `top_k` (default: all).
+            first_stage_scores: the retriever's score of each document; with `first_stage_weight` > 0 the ranking
+                (and `RankResult.score`) uses `interpolate`.
             **kwargs: as `compute_score` (`normalize`, `max_length`, `batch_tokens`, ...).
         """
         if not isinstance(query, str):
@@ -146,8 +190,16 @@ class MgteReranker(InferenceModel):
         if top_k is not None:
             check_positive_int(top_k, "top_k")
         scores = self.compute_score([(query, doc) for doc in documents], convert_to="torch", **kwargs)
+        if first_stage_scores is not None:
+            scores = self.interpolate(scores, first_stage_scores)
         order = torch.sort(scores, descending=True, stable=True).indices[:top_k].tolist()
         return [RankResult(i, float(scores[i]), documents[i]) for i in order]
+
+
+def _min_max(x: torch.Tensor) -> torch.Tensor:
+    """`(n,)` scaled to [0, 1] (zeros when all equal)."""
+    span = x.max() - x.min() if x.numel() else x.new_zeros(())
+    return (x - x.min()) / span if span > 0 else torch.zeros_like(x)
 
 
 __all__ = ["MgteReranker", "RankResult"]
