@@ -94,7 +94,7 @@ class MgteEmbedder(InferenceModel):
         model: the embedding model (put in eval mode; it stays on its device).
         tokenizer: its tokenizer.
         dimension: default dense size (`None`: the hidden size); must be one the model allows.
-        **kwargs: `max_length`, `batch_tokens`, `truncation`, `quantize` (see `InferenceModel`).
+        **kwargs: `max_length`, `batch_tokens`, `truncation`, `compile`, `quantize` (see `InferenceModel`).
     """
 
     model_class = MgteForEmbedding
