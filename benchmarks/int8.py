@@ -16,7 +16,9 @@ import logging
 from pathlib import Path
 
 from mgte_hf.data import cache_root
-from mgte_hf.demo import DemoConfig, evaluate_embedder, load_eval_sets
+from mgte_hf.demo import DemoConfig
+from mgte_hf.demo.data import load_eval_sets
+from mgte_hf.demo.retrieval import evaluate
 from mgte_hf.inference import MgteEmbedder
 from mgte_hf.quantization import top_terms_overlap
 from mgte_hf.scoring import DEFAULT_SPARSE_WEIGHT
@@ -56,9 +58,11 @@ def demo_quality(path: Path, cache: str | None = None) -> dict:
     embedders = {"fp32": MgteEmbedder.from_pretrained(folder, device="cpu"),
                  "bf16": MgteEmbedder.from_pretrained(folder, device="cpu", dtype="bfloat16"),
                  "int8": MgteEmbedder.from_pretrained(folder, quantize="int8")}
-    metrics = {name: evaluate_embedder(embedder, sets, config.eval_max_length, sparse=True,
-                                       sparse_weight=sparse_weight)[0]
-               for name, embedder in embedders.items()}
+    tokenizer = embedders["fp32"].tokenizer
+    metrics = {dtype: {name: evaluate(dataset, config, tokenizer, ["dense", "sparse", "hybrid"], embedder,
+                                      hybrid_weights=[(1.0, sparse_weight)])
+                       for name, dataset in sets.items()}
+               for dtype, embedder in embedders.items()}
     report = {"model": str(folder), "sparse_weight": sparse_weight, "sets": {}}
     for name, dataset in sets.items():
         texts = dataset.doc_texts()[:AGREEMENT_TEXTS] + list(dataset.queries.values())[:AGREEMENT_TEXTS]
