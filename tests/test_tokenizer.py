@@ -1,8 +1,9 @@
 from transformers import AutoTokenizer
 
 from mgte_hf.hashing import sha256_file
-from mgte_hf.tokenizer import load_xlmr_tokenizer, special_token_ids
+from mgte_hf.tokenizer import build_tiny_tokenizer, load_xlmr_tokenizer, special_token_ids
 from mgte_hf.tokenizer.loading import XLMR_TOKENIZER_SHA256, xlmr_tokenizer_dir
+from tiny import SENTENCES
 
 
 def test_real_xlmr_tokenizer_ids(xlmr_tokenizer):
@@ -33,3 +34,12 @@ def test_tiny_tokenizer_layout_and_round_trip(tiny_tokenizer, tmp_path):
     tok.save_pretrained(tmp_path)
     again = AutoTokenizer.from_pretrained(tmp_path, local_files_only=True)
     assert again("search engines").input_ids == tok("search engines").input_ids
+
+
+def test_the_shipped_tiny_tokenizer_is_build_tiny_tokenizers_output(tiny_tokenizer):
+    """tests/data/tiny-tokenizer is `build_tiny_tokenizer(SENTENCES * 4, 300)`: the same pieces and specials (the
+    trainer's scores vary in their last digits between runs, which is why the suite ships one result)."""
+    built = build_tiny_tokenizer(SENTENCES * 4, vocab_size=300)
+    assert sorted(built.get_vocab()) == sorted(tiny_tokenizer.get_vocab())
+    assert special_token_ids(built) == special_token_ids(tiny_tokenizer)
+    assert built(SENTENCES[0]).input_ids[0] == tiny_tokenizer(SENTENCES[0]).input_ids[0] == 0
