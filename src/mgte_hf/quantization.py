@@ -46,6 +46,13 @@ def check_scheme(quantize: str | None) -> str | None:
     return quantize
 
 
+def check_int8_dtype(dtype: torch.dtype) -> None:
+    """The float dtype around int8 layers: float32 or bfloat16 (oneDNN's int8 matmul has no float16 output here)."""
+    if dtype not in ACTIVATION_DTYPES:
+        raise ValueError(f"quantize='int8' runs the rest of the model in bfloat16 or float32, not {dtype}; pass "
+                         "dtype='bfloat16' (the default with int8) or dtype='float32'.")
+
+
 def check_int8_device(device: str | torch.device) -> None:
     """int8 layers run on the CPU only; `ValueError` for any other device."""
     if torch.device(device).type != "cpu":
@@ -233,6 +240,7 @@ __all__ = [
     "QUANTIZE_SCHEMES",
     "Int8Linear",
     "check_int8_device",
+    "check_int8_dtype",
     "check_scheme",
     "fast_quantize_activation",
     "int8_matmul",

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from ..batching import token_budget_batches
-from ..quantization import ACTIVATION_DTYPES, check_int8_device, check_scheme, is_quantized, quantize_model
+from ..quantization import check_int8_device, check_int8_dtype, check_scheme, is_quantized, quantize_model
 from ..tokenizer import kept_tokenizer_state
 
 
@@ -164,13 +164,6 @@ def _check_tokenizer_source(tokenizer: Any) -> None:
         raise FileNotFoundError(f"{folder} holds no tokenizer ({' or '.join(TOKENIZER_FILES[:2])}); save the "
                                 "model's tokenizer there (tokenizer.save_pretrained), or pass tokenizer= (a tokenizer "
                                 "or its folder).")
-
-
-def check_int8_dtype(dtype: torch.dtype) -> None:
-    """The float dtype around int8 layers: float32 or bfloat16 (oneDNN's int8 matmul has no float16 output here)."""
-    if dtype not in ACTIVATION_DTYPES:
-        raise ValueError(f"quantize='int8' runs the rest of the model in bfloat16 or float32, not {dtype}; pass "
-                         "dtype='bfloat16' (the default with int8) or dtype='float32'.")
 
 
 def _as_dtype(dtype: str | torch.dtype) -> torch.dtype:
@@ -455,7 +448,6 @@ __all__ = [
     "PackedBatch",
     "Tokenized",
     "check_choice",
-    "check_int8_dtype",
     "check_dimension",
     "check_pairs",
     "check_positive_int",
