@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from inference.folders import SPREAD, save_embedder, save_reranker
 from mgte_hf import scoring
-from mgte_hf.index import HybridIndex, SearchHit
+from mgte_hf.index import HybridIndex, SearchHit, rerank_hits, rerank_hits_weighted
 from mgte_hf.inference import EmbeddingResult, MgteEmbedder, MgteReranker
 from tiny import SENTENCES
 
@@ -196,3 +196,19 @@ def test_rerank_interpolated_with_the_first_stage(models):
     only_first = MgteReranker(reranker.model, reranker.tokenizer, first_stage_weight=1.0)
     assert [[h.id for h in row] for row in index.search(queries, top_k=3, reranker=only_first, rerank_top_k=5)] == [
         [h.id for h in row[:3]] for row in first]
+
+
+def test_rerank_at_several_weights_equals_one_reranking_per_weight(models):
+    embedder, reranker = models
+    index = HybridIndex(embedder)
+    index.add(SENTENCES, ids=[f"s{i}" for i in range(len(SENTENCES))])
+    queries = [SENTENCES[3], "quick fox", SENTENCES[0]]
+    first = index.search(queries, top_k=6)
+    weights = [0.0, 0.3, 1.0]
+    each = rerank_hits_weighted(reranker, queries, first, weights, depth=4)
+    assert len(each) == len(weights)
+    for weight, hits in zip(weights, each, strict=True):
+        alone = MgteReranker(reranker.model, reranker.tokenizer, first_stage_weight=weight)
+        assert hits == rerank_hits(alone, queries, first, depth=4)
+    with pytest.raises(ValueError, match=r"first_stage_weight must be a number in \[0, 1\]"):
+        rerank_hits_weighted(reranker, queries, first, [2.0])

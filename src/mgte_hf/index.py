@@ -39,7 +39,7 @@ from . import scoring
 from .hashing import check_model_identity, file_problem, file_record, model_identity
 from .inference.common import check_choice, check_dimension, check_positive_int, check_texts
 from .inference.embedder import EmbeddingResult, MgteEmbedder, corpus_texts
-from .inference.reranker import MgteReranker
+from .inference.reranker import MgteReranker, check_first_stage_weight
 from .outputs import staged_folder, write_atomic
 from .ranking import rerank_merge, top_k
 from .scoring import check_unit_rows, sparse_rows
@@ -423,18 +423,31 @@ def rerank_hits(reranker: MgteReranker, queries: str | Iterable[str], hits: list
     Returns:
         The hit lists with their head reordered by the reranker (ties: the lower row first).
     """
+    return rerank_hits_weighted(reranker, queries, hits, [reranker.first_stage_weight], depth=depth)[0]
+
+
+def rerank_hits_weighted(reranker: MgteReranker, queries: str | Iterable[str], hits: list[list[SearchHit]],
+                         first_stage_weights: Sequence[float], *,
+                         depth: int | None = None) -> list[list[list[SearchHit]]]:
+    """`rerank_hits` at several interpolation weights α from one scoring pass (the cross-encoder sees each pair
+    once): one set of reranked hit lists per weight, in the order of `first_stage_weights`. Choosing α on held-out
+    queries costs one reranking, not one per candidate weight."""
     queries = check_texts(queries, "queries")
     if len(queries) != len(hits):
         raise ValueError(f"Got {len(hits)} hit lists for {len(queries)} queries.")
+    weights = [check_first_stage_weight(w) for w in first_stage_weights]
     heads = [row if depth is None else row[:depth] for row in hits]
     pairs = [(q, hit.document) for q, head in zip(queries, heads, strict=True) for hit in head]
     scores = reranker.compute_score(pairs, convert_to="torch").tolist()
-    out, start = [], 0
+    out: list[list[list[SearchHit]]] = [[] for _ in weights]
+    start = 0
     for row, head in zip(hits, heads, strict=True):
-        head_scores = reranker.interpolate(scores[start:start + len(head)], [hit.score for hit in head]).tolist()
-        merged = rerank_merge(row, head_scores, tie_key=lambda hit: hit.index)
+        head_logits, first = scores[start:start + len(head)], [hit.score for hit in head]
         start += len(head)
-        out.append([hit if score is None else replace(hit, score=score) for hit, score in merged])
+        for lists, weight in zip(out, weights, strict=True):
+            head_scores = reranker.interpolate(head_logits, first, weight).tolist()
+            merged = rerank_merge(row, head_scores, tie_key=lambda hit: hit.index)
+            lists.append([hit if score is None else replace(hit, score=score) for hit, score in merged])
     return out
 
 
@@ -525,4 +538,5 @@ __all__ = [
     "SearchHit",
     "SearchableIndex",
     "rerank_hits",
+    "rerank_hits_weighted",
 ]

@@ -4,6 +4,7 @@ import pytest
 
 from mgte_hf.cli import main
 from mgte_hf.index import HybridIndex
+from mgte_hf.inference import MgteReranker
 from tiny import SENTENCES
 
 
@@ -47,6 +48,24 @@ def test_build_save_then_query_with_reranker(embedder_dir, reranker, reranker_di
     scores = reranker.compute_score([("quick fox", h["text"]) for h in row["hits"]])
     assert [h["score"] for h in row["hits"]] == pytest.approx(scores.tolist(), abs=1e-5)
     assert row["hits"][0]["score"] >= row["hits"][1]["score"]
+
+
+def test_a_reranker_blended_with_the_first_stage(embedder, embedder_dir, reranker, reranker_dir, corpus, capsys):
+    argv = ["--model", str(embedder_dir), "--corpus", str(corpus), "--query", "quick fox", "--top-k", "3",
+            "--rerank-top-k", "6", "--reranker", str(reranker_dir), "--first-stage-weight", "0.4", "--json"]
+    code, out, _ = run_search(capsys, *argv)
+    index = HybridIndex(embedder)
+    index.add(SENTENCES, ids=[str(i) for i in range(1, len(SENTENCES) + 1)])
+    blend = MgteReranker(reranker.model, reranker.tokenizer, first_stage_weight=0.4)
+    expected = index.search("quick fox", top_k=3, reranker=blend, rerank_top_k=6)
+    (row,) = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and [h["id"] for h in row["hits"]] == [h.id for h in expected]
+    assert [h["score"] for h in row["hits"]] == pytest.approx([h.score for h in expected], abs=1e-5)
+    code, out, err = run_search(capsys, *argv[:-3], "--first-stage-weight", "1.5")
+    assert code == 2 and "first_stage_weight must be a number in [0, 1]" in err and not out
+    code, out, err = run_search(capsys, "--model", str(embedder_dir), "--corpus", str(corpus), "--query", "q",
+                                "--first-stage-weight", "0.3")
+    assert code == 2 and "give --reranker DIR too" in err and not out
 
 
 def test_search_errors(embedder_dir, corpus, tmp_path, capsys):

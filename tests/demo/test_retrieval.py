@@ -19,6 +19,7 @@ from mgte_hf.demo.retrieval import (
     reranked_metrics,
     reranker_of,
 )
+from mgte_hf.inference import MgteReranker
 from tiny import SENTENCES
 
 
@@ -65,8 +66,10 @@ def test_the_reranker_is_judged_on_the_hybrid_candidates(folders, embedder, tiny
 def test_rerank_weight_is_chosen_on_the_dev_pairs(folders, embedder, tiny_tokenizer):
     weight, scores = choose_rerank_weight(embedder, folders[1], DEV, 0.3, CONFIG, tiny_tokenizer)
     assert list(scores) == list(RERANK_FIRST_STAGE_WEIGHTS) and weight == best_weight(scores)
-    reranker = reranker_of(folders[1], tiny_tokenizer, CONFIG, weight)
-    assert reranker.first_stage_weight == weight and reranker.max_length == CONFIG.reranker_length
-    alone = evaluate(DEV, CONFIG, tiny_tokenizer, ["rerank"], embedder, reranker, rerank_top_k=CONFIG.rerank_depth,
-                     hybrid_weights=[(1.0, 0.3)])
-    assert alone["rerank"]["ndcg@10"] == scores[weight]
+    reranker = reranker_of(folders[1], tiny_tokenizer, CONFIG)
+    assert reranker.first_stage_weight == 0.0 and reranker.max_length == CONFIG.reranker_length
+    for w in (weight, 0.0, 1.0):  # one pass for every weight equals a reranker of each weight on its own
+        blend = MgteReranker(reranker.model, tiny_tokenizer, first_stage_weight=w, max_length=CONFIG.reranker_length)
+        alone = evaluate(DEV, CONFIG, tiny_tokenizer, ["rerank"], embedder, blend, rerank_top_k=CONFIG.rerank_depth,
+                         hybrid_weights=[(1.0, 0.3)])
+        assert alone["rerank"]["ndcg@10"] == scores[w]

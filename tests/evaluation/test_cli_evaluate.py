@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import tiny
-from mgte_hf import MgteForEmbedding
+from mgte_hf import MgteForEmbedding, MgteForSequenceClassification
 from mgte_hf.cli import main
 
 
@@ -35,6 +35,24 @@ def test_evaluate_writes_report_and_chart(model_dir, tmp_path, capsys):
     data = json.loads((out / "report.json").read_text())
     assert [s["family"] for s in data["systems"]].count("dense") == 4
     assert data["config"]["max_lengths"] == [16, 32] and data["dataset_stats"]["queries"] == 6
+
+
+def test_rerank_weights_give_one_system_each(model_dir, tmp_path, capsys, tiny_tokenizer):
+    reranker_dir = tmp_path / "reranker"
+    tiny.make_model(MgteForSequenceClassification, num_labels=1).save_pretrained(reranker_dir)
+    tiny_tokenizer.save_pretrained(reranker_dir)
+    out = tmp_path / "report"
+    rc = main(["evaluate", "--model", str(model_dir), "--dataset", str(TINY / "bible-es-en"), "--reranker",
+               str(reranker_dir), "--rerank-top-k", "4", "--rerank-weights", "0,0.5,1", "--max-lengths", "32",
+               "--device", "cpu", "--output", str(out), "--quiet"])
+    assert rc == 0
+    systems = {s["name"]: s for s in json.loads((out / "report.json").read_text())["systems"]}
+    assert [n for n in systems if n.startswith("rerank")] == ["rerank_a0", "rerank_a0.5", "rerank_a1"]
+    assert systems["rerank_a1"]["metrics"] == systems["hybrid"]["metrics"]  # α = 1: the hybrid's own order
+    capsys.readouterr()
+    assert main(["evaluate", "--model", str(model_dir), "--dataset", str(TINY / "bible-es-en"), "--reranker",
+                 str(reranker_dir), "--rerank-weights", "0,high", "--output", str(tmp_path / "bad")]) == 2
+    assert "--rerank-weights takes comma-separated numbers" in capsys.readouterr().err
 
 
 def test_bm25_alone_needs_no_model(tmp_path, capsys, xlmr_tokenizer_json):

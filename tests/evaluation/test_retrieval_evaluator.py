@@ -121,13 +121,40 @@ def test_rerank_reorders_the_hybrid_head_and_keeps_its_tail(dataset, embedder, r
     index = _index(dataset.doc_ids(), dataset.doc_texts(), docs, 16)
     weights = {"dense_weight": 1.0, "sparse_weight": 0.1}
     hybrid = index.search(queries, top_k=100, mode="hybrid", query_embeddings=q, **weights)
-    reranked = evaluator._rerank(index, q, queries, reranker, weights)
+    (reranked,) = evaluator._rerank(index, q, queries, reranker, weights)  # one weight: the reranker's own
     for query, first, final in zip(queries, hybrid, reranked):
         assert len(final) == len(first) == 12
         assert {h.id for h in final[:4]} == {h.id for h in first[:4]}
         assert [h.id for h in final[4:]] == [h.id for h in first[4:]]
         scores = reranker.compute_score([(query, h.document) for h in final[:4]])
         assert list(scores) == sorted(scores, reverse=True)
+
+
+def test_several_interpolation_weights_from_one_scoring_pass(dataset, embedder, reranker, monkeypatch):
+    """`rerank_first_stage_weights`: one `rerank_a<α>` system per weight, the pairs scored once; α = 0 is the
+    reranker alone, α = 1 keeps the hybrid's order, and any α equals an evaluator run with a reranker of that α."""
+    settings = dict(rerank_top_k=5, max_lengths=[48], hybrid_weights=[(1.0, 0.1)], show_progress_bar=False)
+    calls = []
+    score = reranker.compute_score
+    monkeypatch.setattr(reranker, "compute_score", lambda *a, **k: calls.append(len(a[0])) or score(*a, **k))
+    report = RetrievalEvaluator(dataset, systems=["hybrid", "rerank"], rerank_first_stage_weights=[0.0, 0.4, 1.0],
+                                **settings).run(embedder, reranker)
+    assert len(calls) == 1 and calls[0] == 5 * len(dataset.queries)  # every query's head, once
+    by_name = {s.name: s for s in report.systems}
+    assert list(by_name) == ["hybrid", "rerank_a0", "rerank_a0.4", "rerank_a1"]
+    assert [by_name[f"rerank_a{w}"].params["first_stage_weight"] for w in ("0", "0.4", "1")] == [0.0, 0.4, 1.0]
+    assert by_name["rerank_a1"].metrics == by_name["hybrid"].metrics
+    monkeypatch.undo()
+    for weight in (0.0, 0.4):
+        alone = MgteReranker(reranker.model, reranker.tokenizer, first_stage_weight=weight, max_length=64)
+        single = RetrievalEvaluator(dataset, systems=["rerank"], **settings).run(embedder, alone)
+        assert single.systems[0].name == "rerank" and single.systems[0].params["first_stage_weight"] == weight
+        assert single.systems[0].metrics == by_name[f"rerank_a{weight:g}"].metrics
+    evaluator = RetrievalEvaluator(dataset, systems=["rerank"], rerank_first_stage_weights=[0.4, 1.0], **settings)
+    assert evaluator.primary_metric == "rerank_a0.4_ndcg@10"
+    for bad in ([], [0.5, 0.5], [1.5], [True]):
+        with pytest.raises(ValueError, match="first_stage_weight|distinct weights"):
+            RetrievalEvaluator(dataset, systems=["rerank"], rerank_first_stage_weights=bad)
 
 
 def test_a_reranker_alone_reranks_the_bm25_head(dataset, reranker, tiny_tokenizer, tmp_path):
@@ -138,7 +165,8 @@ def test_a_reranker_alone_reranks_the_bm25_head(dataset, reranker, tiny_tokenize
                                    max_lengths=[64], tokenizer=tiny_tokenizer, max_queries=4, show_progress_bar=False)
     report = evaluator.run(reranker=reranker)
     assert [s.name for s in report.systems] == ["bm25", "rerank"] and report.model is None
-    assert report.systems[1].params == {"first_stage": "bm25", "max_length": 64, "rerank_top_k": 4}
+    assert report.systems[1].params == {"first_stage": "bm25", "max_length": 64, "rerank_top_k": 4,
+                                        "first_stage_weight": 0.0}
     # the same run by hand: BM25 candidates, the first 4 sorted by the reranker's logits
     queries = list(evaluator.dataset.queries.values())
     indices, _ = bm25_search(dataset.doc_texts(), queries, tiny_tokenizer, top_k=100)

@@ -161,9 +161,14 @@ def test_interpolation_with_the_first_stage(reranker):
                                torch.tensor([0.0, 0.25, 0.5], dtype=torch.float64))
     with pytest.raises(ValueError, match="3 first-stage scores for 4 candidates"):
         half.interpolate(logits, [1.0, 2.0, 3.0])
+    # an explicit weight overrides the reranker's own, without another reranker
+    torch.testing.assert_close(reranker.interpolate(logits, first, 0.5), expected)
+    assert torch.equal(half.interpolate(logits, first, 0.0), logits.double())
     for bad in (-0.1, 1.5, True, "0.5"):
         with pytest.raises(ValueError, match=r"first_stage_weight must be a number in \[0, 1\]"):
             MgteReranker(reranker.model, reranker.tokenizer, first_stage_weight=bad)
+        with pytest.raises(ValueError, match=r"first_stage_weight must be a number in \[0, 1\]"):
+            half.interpolate(logits, first, bad)
 
 
 def test_compiled_reranker_gives_the_same_scores(reranker_dir, reranker, monkeypatch):

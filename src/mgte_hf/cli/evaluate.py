@@ -26,6 +26,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="comma-separated DENSE:SPARSE weight pairs for hybrid (default: 1.0:0.1)")
     p.add_argument("--reranker", help="an MgteForSequenceClassification checkpoint folder for rerank")
     p.add_argument("--rerank-top-k", type=int, default=100, help="hybrid candidates to rerank (default: 100)")
+    p.add_argument("--rerank-weights", metavar="ALPHAS",
+                   help="comma-separated first-stage weights to blend the reranker with, one rerank system each "
+                        "(rerank_a0.8: 0.2 * minmax(reranker) + 0.8 * minmax(hybrid)); the pairs are scored once "
+                        "(default: the reranker alone)")
     p.add_argument("--top-k", type=int, default=100, help="documents retrieved per query (default: 100)")
     p.add_argument("--metrics", default="ndcg@10,recall@100,mrr@10", help="NAME@K list (ndcg, recall, mrr, map)")
     p.add_argument("--max-queries", type=int, help="evaluate a seeded random sample of this many queries")
@@ -64,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
         dataset, systems=systems, dims=_ints(args.dims, "--dims"),
         max_lengths=_ints(args.max_lengths, "--max-lengths"),
         hybrid_weights=_weights(args.hybrid_weights), reranker=_reranker(args), rerank_top_k=args.rerank_top_k,
+        rerank_first_stage_weights=_floats(args.rerank_weights, "--rerank-weights"),
         metrics=[m.strip() for m in args.metrics.split(",") if m.strip()], top_k=args.top_k, tokenizer=tokenizer,
         max_queries=args.max_queries, seed=args.seed, batch_tokens=args.batch_tokens,
         show_progress_bar=not args.quiet)
@@ -134,6 +139,15 @@ def _ints(text: str | None, flag: str) -> list[int] | None:
         return [int(x) for x in text.split(",") if x.strip()]
     except ValueError as err:
         raise CliError(f"{flag} takes comma-separated integers, got {text!r}.") from err
+
+
+def _floats(text: str | None, flag: str) -> list[float] | None:
+    if text is None:
+        return None
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError as err:
+        raise CliError(f"{flag} takes comma-separated numbers, got {text!r}.") from err
 
 
 def _weights(text: str) -> list[tuple[float, float]]:

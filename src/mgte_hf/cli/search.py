@@ -51,6 +51,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dimension", type=int, help="dense size when building (default: the model's full size)")
     p.add_argument("--reranker", metavar="DIR", help="rerank the first-stage hits with this reranker folder")
     p.add_argument("--rerank-top-k", type=int, help="first-stage hits the reranker re-scores (default: --top-k)")
+    p.add_argument("--first-stage-weight", type=float, default=0.0, metavar="ALPHA",
+                   help="blend the reranker with the first stage: (1 - ALPHA) * minmax(reranker) + ALPHA * "
+                        "minmax(first stage), per query (default 0: the reranker alone; choose ALPHA with "
+                        "`mgte-hf evaluate --rerank-weights`)")
     p.add_argument("--json", action="store_true", help="print one JSON object per query")
     p.add_argument("--allow-other-model", action="store_true",
                    help="query a saved index with a model other than the one that built it (warns)")
@@ -60,7 +64,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from mgte_hf.index import INDEX_META, HybridIndex
-    from mgte_hf.inference import MgteEmbedder, MgteReranker
+    from mgte_hf.inference import MgteEmbedder
     from mgte_hf.outputs import check_output
 
     if args.uri:
@@ -81,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(f"--index-dir {index_dir} {state}; give --corpus FILE as well to build an index there.")
     if not args.query and not (args.corpus and index_dir is not None):
         raise CliError("nothing to do: give --query TEXT, and/or --index-dir DIR to save the index.")
-    reranker = load(MgteReranker, args.reranker, args) if args.reranker else None
+    reranker = _reranker(args)
     embedder = load(MgteEmbedder, args.model, args, dimension=args.dimension)
     if not args.corpus:
         index = HybridIndex.load(index_dir, embedder, allow_other_model=args.allow_other_model)
@@ -102,9 +106,19 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _reranker(args: argparse.Namespace):
+    from mgte_hf.inference import MgteReranker
+
+    if args.reranker is None:
+        if args.first_stage_weight:
+            raise CliError("--first-stage-weight blends a reranker with the first stage: give --reranker DIR too.")
+        return None
+    return load(MgteReranker, args.reranker, args, first_stage_weight=args.first_stage_weight)
+
+
 def run_milvus(args: argparse.Namespace) -> int:
     """Search a Milvus collection (`--uri`)."""
-    from mgte_hf.inference import MgteEmbedder, MgteReranker
+    from mgte_hf.inference import MgteEmbedder
     from mgte_hf.milvus import MilvusIndex
 
     if args.corpus or args.index_dir:
@@ -112,7 +126,7 @@ def run_milvus(args: argparse.Namespace) -> int:
                        "--index-dir.")
     if not args.query:
         raise CliError("nothing to do: give --query TEXT.")
-    reranker = load(MgteReranker, args.reranker, args) if args.reranker else None
+    reranker = _reranker(args)
     embedder = load(MgteEmbedder, args.model, args, dimension=args.dimension)
     index = MilvusIndex(embedder, uri=args.uri, collection=args.collection, dimension=args.dimension,
                         allow_other_model=args.allow_other_model)

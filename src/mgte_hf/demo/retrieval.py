@@ -56,20 +56,17 @@ def choose_sparse_weight(embedder: MgteEmbedder, dev: BeirDataset, config: DemoC
 def choose_rerank_weight(embedder: MgteEmbedder, reranker_folder: Path, dev: BeirDataset, sparse_weight: float,
                          config: DemoConfig, tokenizer: PreTrainedTokenizerBase) -> tuple[float, dict[float, float]]:
     """The interpolated reranker's first-stage weight with the best nDCG@10 on the dev pairs (hybrid top
-    `rerank_depth`), and the nDCG@10 of every candidate."""
-    scores = {}
-    for weight in RERANK_FIRST_STAGE_WEIGHTS:
-        reranker = reranker_of(reranker_folder, tokenizer, config, weight)
-        found = evaluate(dev, config, tokenizer, ["rerank"], embedder, reranker, rerank_top_k=config.rerank_depth,
-                         hybrid_weights=[(1.0, sparse_weight)])
-        scores[weight] = found["rerank"]["ndcg@10"]
+    `rerank_depth`, the pairs scored once for every candidate weight), and the nDCG@10 of every candidate."""
+    found = evaluate(dev, config, tokenizer, ["rerank"], embedder, reranker_of(reranker_folder, tokenizer, config),
+                     rerank_top_k=config.rerank_depth, hybrid_weights=[(1.0, sparse_weight)],
+                     rerank_first_stage_weights=RERANK_FIRST_STAGE_WEIGHTS)
+    scores = {w: found[f"rerank_a{w:g}"]["ndcg@10"] for w in RERANK_FIRST_STAGE_WEIGHTS}
     return best_weight(scores), scores
 
 
-def reranker_of(folder: Path, tokenizer: PreTrainedTokenizerBase, config: DemoConfig,
-                first_stage_weight: float = 0.0) -> MgteReranker:
+def reranker_of(folder: Path, tokenizer: PreTrainedTokenizerBase, config: DemoConfig) -> MgteReranker:
     model = MgteForSequenceClassification.from_pretrained(str(folder))
-    return MgteReranker(model, tokenizer, max_length=config.reranker_length, first_stage_weight=first_stage_weight)
+    return MgteReranker(model, tokenizer, max_length=config.reranker_length)
 
 
 def add_dense(metrics: dict[str, Scores], data: DemoData, embedder: MgteEmbedder, config: DemoConfig,
@@ -79,15 +76,15 @@ def add_dense(metrics: dict[str, Scores], data: DemoData, embedder: MgteEmbedder
 
 
 def reranked_metrics(dataset: BeirDataset, trm: MgteEmbedder, reranker_folder: Path, sparse_weight: float,
-                    rerank_weight: float, config: DemoConfig, tokenizer: PreTrainedTokenizerBase) -> Scores:
-    """Hybrid, reranked and interpolated metrics on the same query sample and the same hybrid candidates."""
-    settings = dict(max_queries=config.rerank_queries, rerank_top_k=config.rerank_depth,
-                    hybrid_weights=[(1.0, sparse_weight)])
-    alone = evaluate(dataset, config, tokenizer, ["hybrid", "rerank"], trm,
-                     reranker_of(reranker_folder, tokenizer, config), **settings)
-    mixed = evaluate(dataset, config, tokenizer, ["rerank"], trm,
-                     reranker_of(reranker_folder, tokenizer, config, rerank_weight), **settings)
-    return {"hybrid": alone["hybrid"], "rerank": alone["rerank"], "interpolated": mixed["rerank"]}
+                     rerank_weight: float, config: DemoConfig, tokenizer: PreTrainedTokenizerBase) -> Scores:
+    """Hybrid, reranked and interpolated metrics on the same query sample and the same hybrid candidates (the
+    reranker scores each pair once)."""
+    weights = (0.0, 1.0) if rerank_weight == 0.0 else (0.0, rerank_weight)  # a second weight names the systems
+    found = evaluate(dataset, config, tokenizer, ["hybrid", "rerank"], trm,
+                     reranker_of(reranker_folder, tokenizer, config), max_queries=config.rerank_queries,
+                     rerank_top_k=config.rerank_depth, hybrid_weights=[(1.0, sparse_weight)],
+                     rerank_first_stage_weights=weights)
+    return {"hybrid": found["hybrid"], "rerank": found["rerank_a0"], "interpolated": found[f"rerank_a{rerank_weight:g}"]}
 
 
 __all__ = ["HYBRID_SPARSE_WEIGHTS", "RERANK_FIRST_STAGE_WEIGHTS", "add_dense", "best_weight", "choose_rerank_weight",

@@ -25,9 +25,10 @@ from transformers import PreTrainedTokenizerBase
 
 from ..adapters import unwrap_model
 from ..data.beir import BeirDataset, load_beir
-from ..index import HybridIndex, SearchHit, rerank_hits
+from ..index import HybridIndex, SearchHit, rerank_hits_weighted
 from ..inference import EmbeddingResult, MgteEmbedder, MgteReranker
 from ..inference.common import check_choice, check_dimension, check_positive_int
+from ..inference.reranker import check_first_stage_weight
 from ..modeling import MgteForSequenceClassification
 from ..modeling.modeling_mgte import dense_embedding
 from ..scoring import DEFAULT_DENSE_WEIGHT, DEFAULT_SPARSE_WEIGHT
@@ -58,6 +59,8 @@ class RetrievalEvaluator:
         reranker: an `MgteReranker` or its folder, for `rerank`.
         rerank_top_k: first-stage candidates the reranker re-scores (the rest of the top `top_k` keeps their order).
         rerank_first_stage: what `rerank` reranks: `"hybrid"` (needs the embedder) or `"bm25"` (a reranker alone).
+        rerank_first_stage_weights: interpolation weights α to evaluate `rerank` at (`MgteReranker.interpolate`),
+            from one scoring pass: one system each, `rerank_a0.8` (default: the reranker's own `first_stage_weight`).
         metrics: `NAME@K` names (ndcg, recall, mrr, map).
         top_k: documents retrieved per query (at least the largest metric cut-off).
         tokenizer: for BM25 (default: the embedder's, else the real XLM-R tokenizer of the data cache; a Rust
@@ -84,6 +87,7 @@ class RetrievalEvaluator:
         reranker: MgteReranker | str | os.PathLike | None = None,
         rerank_top_k: int = 100,
         rerank_first_stage: str = "hybrid",
+        rerank_first_stage_weights: Sequence[float] | None = None,
         metrics: Sequence[str] = DEFAULT_METRICS,
         top_k: int = 100,
         tokenizer: PreTrainedTokenizerBase | Tokenizer | None = None,
@@ -109,6 +113,7 @@ class RetrievalEvaluator:
         self.reranker = reranker
         self.rerank_top_k = check_positive_int(rerank_top_k, "rerank_top_k")
         self.rerank_first_stage = check_choice(rerank_first_stage, RERANK_FIRST_STAGES, "rerank_first_stage")
+        self.rerank_first_stage_weights = _check_weights(rerank_first_stage_weights)
         self.metrics = list(metrics)
         deepest = max(parse_metric(m)[1] for m in self.metrics)
         self.top_k = check_positive_int(top_k, "top_k")
@@ -148,7 +153,7 @@ class RetrievalEvaluator:
         """Settings for model cards and logs."""
         return {"dataset": self.name, "systems": self.systems, "dims": self.dims, "max_lengths": self.max_lengths,
                 "hybrid_weights": self.hybrid_weights, "top_k": self.top_k, "rerank_top_k": self.rerank_top_k,
-                "rerank_first_stage": self.rerank_first_stage,
+                "rerank_first_stage": self.rerank_first_stage, "rerank_first_stage_weights": self.rerank_first_stage_weights,
                 "metrics": self.metrics, "queries": len(self.dataset.queries), "bm25": self.bm25}
 
     # ------------------------------------------------------------------------------------------------ run
@@ -171,7 +176,7 @@ class RetrievalEvaluator:
         if needs_model:
             self._model_systems(report, embedder, reranker, doc_ids, doc_texts, queries, qids)
         if bm25_rerank:
-            report.systems.append(self._bm25_rerank(doc_texts, queries, qids, doc_ids, embedder, reranker))
+            report.systems += self._bm25_rerank(doc_texts, queries, qids, doc_ids, embedder, reranker)
         return report
 
     def _bm25(self, doc_texts: list[str], queries: list[str], qids: list[str], doc_ids: list[str],
@@ -183,7 +188,7 @@ class RetrievalEvaluator:
         return self._result("bm25", "bm25", dict(self.bm25), run, m)
 
     def _bm25_rerank(self, doc_texts: list[str], queries: list[str], qids: list[str], doc_ids: list[str],
-                     embedder: MgteEmbedder | None, reranker: MgteReranker) -> SystemResult:
+                     embedder: MgteEmbedder | None, reranker: MgteReranker) -> list[SystemResult]:
         """Rerank the BM25 top `rerank_top_k`; below it the BM25 order continues down to `top_k`."""
         params = {"first_stage": "bm25", "max_length": self.max_lengths[-1], "rerank_top_k": self.rerank_top_k}
         with measure(reranker.device) as m:
@@ -191,9 +196,8 @@ class RetrievalEvaluator:
                                           top_k=max(self.top_k, self.rerank_top_k), **self.bm25)
             first = [[SearchHit(doc_ids[j], float(s), int(j), doc_texts[j]) for j, s in zip(rows, values)]
                      for rows, values in zip(indices, scores)]
-            hits = [row[:self.top_k] for row in rerank_hits(reranker, queries, first, depth=self.rerank_top_k)]
-            run = hits_to_run(qids, hits)
-        return self._result(_system_name("rerank", params, self), "rerank", params, run, m)
+            reranked = self._rerank_each(reranker, queries, first)
+        return self._rerank_results(params, reranker, reranked, qids, m)
 
     def _bm25_tokenizer(self, embedder: MgteEmbedder | None) -> PreTrainedTokenizerBase | Tokenizer:
         return self.tokenizer or (embedder.tokenizer if embedder is not None else xlmr_subword_tokenizer())
@@ -222,8 +226,8 @@ class RetrievalEvaluator:
             indexes = {d: _index(doc_ids, doc_texts, d_emb, d) for d in {*dims, top_dim}}
             for family, params in plan[length]:
                 bar.set_postfix_str(f"{family} L{length}")
-                report.systems.append(self._search(family, params, indexes[params["dimension"]], q_emb, qids,
-                                                   queries, reranker, embedder.device))
+                report.systems += self._search(family, params, indexes[params["dimension"]], q_emb, qids, queries,
+                                               reranker, embedder.device)
                 bar.update()
         bar.close()
 
@@ -248,23 +252,46 @@ class RetrievalEvaluator:
         return plan
 
     def _search(self, family: str, params: dict, index: HybridIndex, q_emb: EmbeddingResult, qids: list[str],
-                queries: list[str], reranker: MgteReranker | None, device: torch.device) -> SystemResult:
+                queries: list[str], reranker: MgteReranker | None, device: torch.device) -> list[SystemResult]:
+        """One system's results (a `rerank` step gives one per interpolation weight)."""
         q = _at_dimension(q_emb, params["dimension"])
         weights = {k: params[k] for k in ("dense_weight", "sparse_weight") if k in params}
         with measure(device) as m:
             if family == "rerank":
-                hits = self._rerank(index, q, queries, reranker, weights)
+                reranked = self._rerank(index, q, queries, reranker, weights)
             else:
-                hits = index.search(queries, top_k=self.top_k, mode=family, query_embeddings=q, **weights)
-            run = hits_to_run(qids, hits)
-        return self._result(_system_name(family, params, self), family, params, run, m)
+                run = hits_to_run(qids, index.search(queries, top_k=self.top_k, mode=family, query_embeddings=q,
+                                                     **weights))
+        if family == "rerank":
+            return self._rerank_results(params, reranker, reranked, qids, m)
+        return [self._result(_system_name(family, params, self), family, params, run, m)]
 
     def _rerank(self, index: HybridIndex, q: EmbeddingResult, queries: list[str], reranker: MgteReranker,
-                weights: dict) -> list[list[SearchHit]]:
-        """Rerank the hybrid top `rerank_top_k`; below it the hybrid order continues down to `top_k`."""
+                weights: dict) -> list[list[list[SearchHit]]]:
+        """Rerank the hybrid top `rerank_top_k` (one set of hit lists per interpolation weight); below it the hybrid
+        order continues down to `top_k`."""
         first = index.search(queries, top_k=max(self.top_k, self.rerank_top_k), mode="hybrid", query_embeddings=q,
                              **weights)
-        return [row[:self.top_k] for row in rerank_hits(reranker, queries, first, depth=self.rerank_top_k)]
+        return self._rerank_each(reranker, queries, first)
+
+    def _rerank_each(self, reranker: MgteReranker, queries: list[str],
+                     first: list[list[SearchHit]]) -> list[list[list[SearchHit]]]:
+        weights = self._first_stage_weights(reranker)
+        return [[row[:self.top_k] for row in hits]
+                for hits in rerank_hits_weighted(reranker, queries, first, weights, depth=self.rerank_top_k)]
+
+    def _first_stage_weights(self, reranker: MgteReranker) -> list[float]:
+        return self.rerank_first_stage_weights or [reranker.first_stage_weight]
+
+    def _rerank_results(self, params: dict, reranker: MgteReranker, reranked: list[list[list[SearchHit]]],
+                        qids: list[str], m: dict) -> list[SystemResult]:
+        """A `rerank` system per interpolation weight; each reports the time of the one scoring pass they share."""
+        out = []
+        for weight, hits in zip(self._first_stage_weights(reranker), reranked, strict=True):
+            system = {**params, "first_stage_weight": weight}
+            out.append(self._result(_system_name("rerank", system, self), "rerank", system, hits_to_run(qids, hits),
+                                    m))
+        return out
 
     # ------------------------------------------------------------------------------------------------ helpers
     def _result(self, name: str, family: str, params: dict, run: Run, m: dict) -> SystemResult:
@@ -323,18 +350,22 @@ class RetrievalEvaluator:
         params = {"max_length": self.max_lengths[-1], "dimension": max(self.dims) if self.dims else None}
         if family in ("hybrid", "rerank"):
             params.update(zip(("dense_weight", "sparse_weight"), self.hybrid_weights[0]))
+        if family == "rerank" and self.rerank_first_stage_weights:
+            params["first_stage_weight"] = self.rerank_first_stage_weights[0]
         return f"{_system_name(family, params, self)}_{self.metrics[0]}"
 
 
 def _system_name(family: str, params: dict, evaluator: RetrievalEvaluator) -> str:
     """Stable labels: `dense_d768_L512`, `sparse_L512`, `hybrid_L512` (`hybrid_1-0.3_L512` with several weight
-    pairs), `rerank_L512`; the length is left out when one max length is evaluated, the dimension when `dims` was
-    not given (the embedder's own)."""
+    pairs), `rerank_L512` (`rerank_a0.8_L512` with several interpolation weights); the length is left out when one
+    max length is evaluated, the dimension when `dims` was not given (the embedder's own)."""
     suffix = f"_L{params['max_length']}" if len(evaluator.max_lengths) > 1 else ""
     if family == "dense":
         return f"dense_d{params['dimension']}{suffix}" if evaluator.dims else f"dense{suffix}"
     if family == "hybrid" and len(evaluator.hybrid_weights) > 1:
         return f"hybrid_{params['dense_weight']:g}-{params['sparse_weight']:g}{suffix}"
+    if family == "rerank" and len(evaluator.rerank_first_stage_weights or ()) > 1:
+        return f"rerank_a{params['first_stage_weight']:g}{suffix}"
     return f"{family}{suffix}"
 
 
@@ -344,6 +375,16 @@ def _check_systems(systems: Sequence[str]) -> list[str]:
     if unknown or not systems:
         raise ValueError(f"unknown or no retrieval systems {unknown or systems}; choose from {', '.join(SYSTEMS)}.")
     return [s for s in SYSTEMS if s in systems]
+
+
+def _check_weights(weights: Sequence[float] | None) -> list[float] | None:
+    """Interpolation weights: each in [0, 1], none twice, at least one (`None`: the reranker's own)."""
+    if weights is None:
+        return None
+    checked = [check_first_stage_weight(w) for w in weights]
+    if not checked or len(set(checked)) != len(checked):
+        raise ValueError(f"rerank_first_stage_weights needs distinct weights in [0, 1], got {list(weights)}.")
+    return checked
 
 
 def _index(doc_ids: list[str], doc_texts: list[str], emb: EmbeddingResult, dimension: int) -> HybridIndex:

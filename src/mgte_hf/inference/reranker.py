@@ -71,11 +71,9 @@ class MgteReranker(InferenceModel):
         if isinstance(model, MgteForSequenceClassification) and model.config.num_labels != 1:
             raise ValueError(f"A reranker has one output (a relevance logit); this model has num_labels="
                              f"{model.config.num_labels}.")
-        if isinstance(first_stage_weight, bool) or not isinstance(first_stage_weight, (int, float)) or not (
-                0.0 <= first_stage_weight <= 1.0):
-            raise ValueError(f"first_stage_weight must be a number in [0, 1], got {first_stage_weight!r}.")
+        weight = check_first_stage_weight(first_stage_weight)
         super().__init__(model, tokenizer, **kwargs)
-        self.first_stage_weight = float(first_stage_weight)
+        self.first_stage_weight = weight
 
     def compute_score(
         self,
@@ -142,16 +140,18 @@ class MgteReranker(InferenceModel):
         out = torch.stack(scores) if scores else torch.zeros(0)  # (N,)
         return out.numpy() if convert_to == "numpy" else out
 
-    def interpolate(self, scores: Sequence[float] | torch.Tensor,
-                    first_stage_scores: Sequence[float] | torch.Tensor) -> torch.Tensor:
+    def interpolate(self, scores: Sequence[float] | torch.Tensor, first_stage_scores: Sequence[float] | torch.Tensor,
+                    first_stage_weight: float | None = None) -> torch.Tensor:
         """One query's final candidate scores: (1 − α) · minmax(scores) + α · minmax(first_stage_scores).
 
-        α is `first_stage_weight`; each list is min-max normalised over the query's candidates (a constant list
-        becomes zeros). With α = 0 the reranker's `scores` are returned as they are.
+        Each list is min-max normalised over the query's candidates (a constant list becomes zeros). With α = 0 the
+        reranker's `scores` are returned as they are.
 
         Args:
             scores: `(n,)` reranker scores of the candidates.
             first_stage_scores: `(n,)` the scores the first stage gave the same candidates, in the same order.
+            first_stage_weight: α (default: this reranker's `first_stage_weight`); several weights can be tried on
+                the same `scores` without scoring the pairs again.
 
         Returns:
             `(n,)` float64 scores (float64 keeps distinct inputs distinct through the normalisation).
@@ -161,9 +161,10 @@ class MgteReranker(InferenceModel):
         if first.shape != scores.shape:
             raise ValueError(f"got {len(first)} first-stage scores for {len(scores)} candidates; give one per "
                              "candidate, in the same order.")
-        if self.first_stage_weight == 0.0:
+        weight = self.first_stage_weight if first_stage_weight is None else check_first_stage_weight(first_stage_weight)
+        if weight == 0.0:
             return scores
-        return (1.0 - self.first_stage_weight) * _min_max(scores) + self.first_stage_weight * _min_max(first)
+        return (1.0 - weight) * _min_max(scores) + weight * _min_max(first)
 
     def rank(
         self,
@@ -196,10 +197,17 @@ class MgteReranker(InferenceModel):
         return [RankResult(i, float(scores[i]), documents[i]) for i in order]
 
 
+def check_first_stage_weight(weight: float) -> float:
+    """`weight` as a float, or a `ValueError` unless it is a number in [0, 1]."""
+    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0.0 <= weight <= 1.0:
+        raise ValueError(f"first_stage_weight must be a number in [0, 1], got {weight!r}.")
+    return float(weight)
+
+
 def _min_max(x: torch.Tensor) -> torch.Tensor:
     """`(n,)` scaled to [0, 1] (zeros when all equal)."""
     span = x.max() - x.min() if x.numel() else x.new_zeros(())
     return (x - x.min()) / span if span > 0 else torch.zeros_like(x)
 
 
-__all__ = ["MgteReranker", "RankResult"]
+__all__ = ["MgteReranker", "RankResult", "check_first_stage_weight"]
