@@ -7,6 +7,7 @@ import pytest
 
 from demo.micro import micro_config
 from inference.folders import SPREAD, save_embedder, save_reranker
+from mgte_hf.demo.config import DemoConfig
 from mgte_hf.demo.data import pairs_dataset
 from mgte_hf.demo.retrieval import (
     HYBRID_SPARSE_WEIGHTS,
@@ -73,3 +74,13 @@ def test_rerank_weight_is_chosen_on_the_dev_pairs(folders, embedder, tiny_tokeni
         alone = evaluate(DEV, CONFIG, tiny_tokenizer, ["rerank"], embedder, blend, rerank_top_k=CONFIG.rerank_depth,
                          hybrid_weights=[(1.0, 0.3)])
         assert alone["rerank"]["ndcg@10"] == scores[w]
+
+
+def test_the_reranker_sees_every_query_unless_told_to_sample(folders, embedder, tiny_tokenizer):
+    assert DemoConfig().rerank_queries is None  # the reranking table has the queries of the other tables
+    config = micro_config(rerank_depth=4, rerank_queries=None)
+    found = reranked_metrics(DEV, embedder, folders[1], 0.3, 0.5, config, tiny_tokenizer)
+    full = evaluate(DEV, config, tiny_tokenizer, ["hybrid"], embedder, hybrid_weights=[(1.0, 0.3)])
+    assert found["hybrid"] == full["hybrid"]
+    sampled = reranked_metrics(DEV, embedder, folders[1], 0.3, 0.5, CONFIG, tiny_tokenizer)
+    assert sampled["hybrid"] != full["hybrid"]  # 6 of the queries: a different mean (else this test could not fail)

@@ -61,7 +61,8 @@ class DemoConfig:
         eval_sets: BEIR sets under `<cache>/beir/` (`name` or `name:max_queries`).
         bible_chapters: documents kept from the Bible corpus (a seeded sample; queries of those chapters only).
         eval_max_length: token limit of documents (and queries) for dense, sparse and hybrid retrieval.
-        rerank_depth, rerank_queries: the hybrid top-k the reranker reorders, for that many queries per set.
+        rerank_depth, rerank_queries: the hybrid top-k the reranker reorders, for that many queries per set (a
+            seeded sample; `None`: every query, as the other tables).
         ablation_lengths: the document token limits `--ablations` compares, shortest first; its "longest
             documents" are those over the shortest limit.
         seed: seed of every sample, initialisation and training run.
@@ -103,7 +104,7 @@ class DemoConfig:
     bible_chapters: int = 100
     eval_max_length: int = 384
     rerank_depth: int = 10
-    rerank_queries: int = 50
+    rerank_queries: int | None = None
     ablation_lengths: tuple[int, ...] = (512, 2048)
     seed: int = 0
     threads: int = 2

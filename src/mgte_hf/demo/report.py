@@ -124,8 +124,9 @@ def reproducible_report(result: DemoResult, config: DemoConfig) -> str:
               "columns are the ablation: each stage's model, same sets, same queries."]
     if result.rerank_metrics:
         lines += ["", "## Reranking", "",
-                  f"The reranker reorders the hybrid top {config.rerank_depth} of {config.rerank_queries} sampled "
-                  f"queries per set (same queries, same candidates; pairs cut at {config.reranker_length} tokens). "
+                  f"The reranker reorders the hybrid top {config.rerank_depth} of "
+                  + ("every query" if config.rerank_queries is None else f"{config.rerank_queries} sampled queries")
+                  + f" per set (same queries, same candidates; pairs cut at {config.reranker_length} tokens). "
                   f"Interpolated: {1 - result.rerank_weight:g} × reranker + {result.rerank_weight:g} × hybrid, each "
                   "min-max normalised over a query's candidates (`MgteReranker(first_stage_weight=...)`), the weight "
                   f"chosen on the dev pairs ({weights_line(result.dev.get('rerank', {}))}). nDCG@10 / Recall@100:",
