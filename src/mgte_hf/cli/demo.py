@@ -11,7 +11,9 @@ from .common import add_overwrite_argument
 
 
 EXAMPLES = """examples:
-  mgte-hf demo                      # the full run, about 30 minutes on 2 quiet CPU cores (data fetched on first use)
+  mgte-hf demo                      # the full run, about 16 minutes on 2 quiet CPU cores (data fetched on first use)
+  GOMP_SPINCOUNT=30000 mgte-hf demo # as `make demo` runs it: OpenMP threads spin briefly, then sleep (fast when
+                                    # the machine is quiet, not slowed down by other jobs when it is not)
   mgte-hf demo --quick              # the smoke run, a minute or two
   mgte-hf demo --ablations          # also revNTK, 512 vs 2048 tokens and Matryoshka size tables (a few more minutes)
   mgte-hf demo --output runs/demo --cache /data/mgte --time-limit 120

@@ -127,7 +127,7 @@ class DemoConfig:
 
     @classmethod
     def full(cls) -> DemoConfig:
-        """The `make demo` run (about 1 900 CPU seconds: some 30 minutes on 2 quiet CPU cores)."""
+        """The `make demo` run (about 1 700 CPU seconds: some 16 minutes on 2 quiet CPU cores)."""
         return cls()
 
     @classmethod
