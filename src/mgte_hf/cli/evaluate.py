@@ -65,10 +65,10 @@ def run(args: argparse.Namespace) -> int:
 
         tokenizer = xlmr_subword_tokenizer(tokenizer_dir(cache_root(args.cache)))
     evaluator = RetrievalEvaluator(
-        dataset, systems=systems, dims=_ints(args.dims, "--dims"),
-        max_lengths=_ints(args.max_lengths, "--max-lengths"),
+        dataset, systems=systems, dims=_numbers(args.dims, "--dims"),
+        max_lengths=_numbers(args.max_lengths, "--max-lengths"),
         hybrid_weights=_weights(args.hybrid_weights), reranker=_reranker(args), rerank_top_k=args.rerank_top_k,
-        rerank_first_stage_weights=_floats(args.rerank_weights, "--rerank-weights"),
+        rerank_first_stage_weights=_numbers(args.rerank_weights, "--rerank-weights", float),
         metrics=[m.strip() for m in args.metrics.split(",") if m.strip()], top_k=args.top_k, tokenizer=tokenizer,
         max_queries=args.max_queries, seed=args.seed, batch_tokens=args.batch_tokens,
         show_progress_bar=not args.quiet)
@@ -132,22 +132,15 @@ def _reranker(args: argparse.Namespace):
     return MgteReranker.from_pretrained(args.reranker, device=args.device, dtype=args.dtype, quantize=args.quantize)
 
 
-def _ints(text: str | None, flag: str) -> list[int] | None:
+def _numbers(text: str | None, flag: str, kind: type = int) -> list | None:
+    """A comma-separated list of `kind` (`int` or `float`), or `None` when the flag was not given."""
     if text is None:
         return None
     try:
-        return [int(x) for x in text.split(",") if x.strip()]
+        return [kind(x) for x in text.split(",") if x.strip()]
     except ValueError as err:
-        raise CliError(f"{flag} takes comma-separated integers, got {text!r}.") from err
-
-
-def _floats(text: str | None, flag: str) -> list[float] | None:
-    if text is None:
-        return None
-    try:
-        return [float(x) for x in text.split(",") if x.strip()]
-    except ValueError as err:
-        raise CliError(f"{flag} takes comma-separated numbers, got {text!r}.") from err
+        what = "integers" if kind is int else "numbers"
+        raise CliError(f"{flag} takes comma-separated {what}, got {text!r}.") from err
 
 
 def _weights(text: str) -> list[tuple[float, float]]:
