@@ -152,6 +152,8 @@ def test_several_interpolation_weights_from_one_scoring_pass(dataset, embedder, 
         assert single.systems[0].metrics == by_name[f"rerank_a{weight:g}"].metrics
     evaluator = RetrievalEvaluator(dataset, systems=["rerank"], rerank_first_stage_weights=[0.4, 1.0], **settings)
     assert evaluator.primary_metric == "rerank_a0.4_ndcg@10"
+    one = RetrievalEvaluator(dataset, systems=["rerank"], rerank_first_stage_weights=[0.4], **settings)
+    assert [s.name for s in one.run(embedder, reranker).systems] == ["rerank_a0.4"]  # a weight asked for is named
     for bad in ([], [0.5, 0.5], [1.5], [True]):
         with pytest.raises(ValueError, match="first_stage_weight|distinct weights"):
             RetrievalEvaluator(dataset, systems=["rerank"], rerank_first_stage_weights=bad)

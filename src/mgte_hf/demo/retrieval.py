@@ -79,7 +79,7 @@ def reranked_metrics(dataset: BeirDataset, trm: MgteEmbedder, reranker_folder: P
                      rerank_weight: float, config: DemoConfig, tokenizer: PreTrainedTokenizerBase) -> Scores:
     """Hybrid, reranked and interpolated metrics on the same query sample and the same hybrid candidates (the
     reranker scores each pair once)."""
-    weights = (0.0, 1.0) if rerank_weight == 0.0 else (0.0, rerank_weight)  # a second weight names the systems
+    weights = list(dict.fromkeys((0.0, rerank_weight)))  # the reranker alone, and interpolated
     found = evaluate(dataset, config, tokenizer, ["hybrid", "rerank"], trm,
                      reranker_of(reranker_folder, tokenizer, config), max_queries=config.rerank_queries,
                      rerank_top_k=config.rerank_depth, hybrid_weights=[(1.0, sparse_weight)],

@@ -357,14 +357,14 @@ class RetrievalEvaluator:
 
 def _system_name(family: str, params: dict, evaluator: RetrievalEvaluator) -> str:
     """Stable labels: `dense_d768_L512`, `sparse_L512`, `hybrid_L512` (`hybrid_1-0.3_L512` with several weight
-    pairs), `rerank_L512` (`rerank_a0.8_L512` with several interpolation weights); the length is left out when one
-    max length is evaluated, the dimension when `dims` was not given (the embedder's own)."""
+    pairs), `rerank_L512` (`rerank_a0.8_L512` for the weights of `rerank_first_stage_weights`); the length is left
+    out when one max length is evaluated, the dimension when `dims` was not given (the embedder's own)."""
     suffix = f"_L{params['max_length']}" if len(evaluator.max_lengths) > 1 else ""
     if family == "dense":
         return f"dense_d{params['dimension']}{suffix}" if evaluator.dims else f"dense{suffix}"
     if family == "hybrid" and len(evaluator.hybrid_weights) > 1:
         return f"hybrid_{params['dense_weight']:g}-{params['sparse_weight']:g}{suffix}"
-    if family == "rerank" and len(evaluator.rerank_first_stage_weights or ()) > 1:
+    if family == "rerank" and evaluator.rerank_first_stage_weights:
         return f"rerank_a{params['first_stage_weight']:g}{suffix}"
     return f"{family}{suffix}"
 
